@@ -1,0 +1,62 @@
+"""NeuroScope: watch full-batch gradient descent train a small MLP, with its fit,
+generalization error and sharpness against the 2/lr edge of stability.
+
+Notebook use, no Hydra runtime needed::
+
+    from neuroscope import compose, train, render
+    cfg = compose(["function=sin_cos2d", "input_dim=2", "lr=0.05"])
+    result = train(cfg, out_dir="outputs/nb")
+    render(result.run_dir)
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+__version__ = "0.1.0"
+__all__ = ["compose", "train", "render", "ConfigError"]
+
+from .config import ConfigError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from .experiment import RunResult
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "config") -> "DictConfig":
+    """The config ``neuroscope OVERRIDES...`` would run, composed with Hydra's compose API.
+    Bad overrides raise ConfigError with Hydra's message."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from . import config as _config  # registers the schemas  # noqa: F401
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("neuroscope.conf", version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides))
+    except Exception as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(_config.explain_compose_error(e, list(overrides))) from None
+
+
+def train(cfg: Any, out_dir: Optional[str] = None, *, render: bool = False, progress: bool = False) -> "RunResult":
+    """Run one experiment into ``out_dir`` (default: a new folder under outputs/). Returns
+    the History, summary, trained model and run directory; ``render=True`` also draws."""
+    import time
+    from pathlib import Path
+
+    from .experiment import run
+
+    if out_dir is None:
+        out_dir = Path("outputs") / "api" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    return run(cfg, out_dir, render=render, progress=progress)
+
+
+def render(run_dir: str, viz: Any = None):
+    """Draw ``dashboard.png`` and the animation of a finished run from its files."""
+    from .plotting import render as _render
+
+    return _render(run_dir, viz)

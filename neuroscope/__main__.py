@@ -1,0 +1,4 @@
+"""``python -m neuroscope`` is the ``neuroscope`` command."""
+from .cli import main
+
+main()

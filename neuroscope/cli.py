@@ -1,0 +1,69 @@
+"""The ``neuroscope`` command: Hydra composes the config, ``experiment.run`` does the rest.
+
+Errors a person can fix (a bad value, a missing CUDA device, an unwritable directory) are
+printed as one paragraph with exit status 2, never as a traceback.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from . import config as _config  # registers the schemas in Hydra's ConfigStore
+from .config import ConfigError
+
+log = logging.getLogger("neuroscope")
+
+
+@hydra.main(version_base="1.3", config_path="pkg://neuroscope.conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    from .experiment import run
+
+    try:
+        result = run(cfg, HydraConfig.get().runtime.output_dir)
+    except ConfigError as e:
+        log.error("%s", e)
+        sys.exit(2)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose the config the command asks for before Hydra starts, so a bad override gets
+    our one-paragraph message (exit 2). For a sweep, each swept value is checked."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return  # --help, --cfg, -cn ...: Hydra's own business
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from . import compose
+    from .experiment import to_config
+
+    args = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as e:
+        raise ConfigError(f"Cannot parse the overrides {args}: {' '.join(str(e).split())}") from None
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    to_config(compose(plain))
+    if multirun:
+        for o in parsed:
+            if o.is_sweep_override():
+                for value in o.sweep_string_iterator():
+                    to_config(compose(plain + [f"{o.get_key_element()}={value}"]))
+
+
+def main() -> None:
+    try:
+        preflight(sys.argv[1:])
+    except ConfigError as e:
+        print(f"neuroscope: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Every point set a run needs: training points, the in-box test grid, the out-of-box
+generalization points, the plot grid, and PDE collocation/boundary points.
+
+The training box is [lo, hi] in every input dimension (``data.train_range``); the test box
+(``data.test_range``) contains it, and its part outside the training box measures
+generalization. Targets are computed in float64 and cast to the run's dtype.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import Config, Sampling
+
+TargetFn = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class Problem:
+    input_dim: int
+    train_box: tuple[float, float]
+    test_box: tuple[float, float]
+    train_x: Tensor  # (N, d)
+    train_y: Tensor  # (N,)
+    test_x: Tensor  # in-box grid (T, d)
+    test_y: Tensor
+    gen_x: Tensor  # test-box points outside the training box (G, d); G may be 0
+    gen_y: Tensor
+    plot_x: Tensor  # (P, d)
+    plot_y: Tensor
+    plot_shape: tuple[int, ...]  # (P,) in 1D, (g, g) in 2D
+    collocation_x: Optional[Tensor] = None  # PDE interior points
+    boundary_x: Optional[Tensor] = None  # PDE boundary / initial points
+
+
+def grid(lo: float, hi: float, n: int, dim: int) -> tuple[Tensor, tuple[int, ...]]:
+    """About ``n`` evenly spaced points of [lo, hi]^dim (a g x g 'ij' grid in 2D, g = round(sqrt n))."""
+    if dim == 1:
+        return torch.linspace(lo, hi, n, dtype=torch.float64)[:, None], (n,)
+    g = max(2, round(math.sqrt(n)))
+    u = torch.linspace(lo, hi, g, dtype=torch.float64)
+    a, b = torch.meshgrid(u, u, indexing="ij")
+    return torch.stack([a.reshape(-1), b.reshape(-1)], dim=1), (g, g)
+
+
+def outside_box(x: Tensor, lo: float, hi: float) -> Tensor:
+    """Mask of points with some coordinate strictly outside [lo, hi]."""
+    span = hi - lo
+    eps = 1e-9 * span
+    return ((x < lo - eps) | (x > hi + eps)).any(dim=1)
+
+
+def make(cfg: Config, target: TargetFn, *, pde=None, device: torch.device, dtype: torch.dtype) -> Problem:
+    """Sample every point set of a run from its config; deterministic given ``cfg.seed``."""
+    d = cfg.data
+    dim = int(cfg.input_dim)
+    lo, hi = (float(v) for v in d.train_range)
+    tlo, thi = (float(v) for v in d.test_range)
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+
+    if d.sampling is Sampling.grid:
+        train_x, _ = grid(lo, hi, int(d.n_train), dim)
+    else:
+        train_x = lo + (hi - lo) * torch.rand(int(d.n_train), dim, generator=gen, dtype=torch.float64)
+    train_y = target(train_x)
+    if d.noise > 0:
+        train_y = train_y + float(d.noise) * torch.randn(train_y.shape, generator=gen, dtype=torch.float64)
+
+    test_x, _ = grid(lo, hi, int(d.n_test), dim)
+    # The out-of-box grid has the in-box grid's spacing, over the whole test box.
+    per_dim = int(d.n_test) if dim == 1 else round(math.sqrt(int(d.n_test)))
+    n_wide = max(2, math.ceil(per_dim * (thi - tlo) / (hi - lo)))
+    wide_x, _ = grid(tlo, thi, n_wide if dim == 1 else n_wide**2, dim)
+    gen_x = wide_x[outside_box(wide_x, lo, hi)]
+    plot_x, plot_shape = grid(tlo, thi, int(d.n_plot), dim)
+
+    collocation_x = boundary_x = None
+    if pde is not None:
+        collocation_x = pde.collocation_points(lo, hi, int(cfg.loss.n_collocation), gen, torch.float64, "cpu")
+        boundary_x = pde.boundary_points(lo, hi, int(cfg.loss.n_boundary), gen, torch.float64, "cpu")
+
+    def put(t: Optional[Tensor]) -> Optional[Tensor]:
+        return None if t is None else t.to(device=device, dtype=dtype)
+
+    with torch.no_grad():
+        return Problem(
+            input_dim=dim,
+            train_box=(lo, hi),
+            test_box=(tlo, thi),
+            train_x=put(train_x),
+            train_y=put(train_y),
+            test_x=put(test_x),
+            test_y=put(target(test_x)),
+            gen_x=put(gen_x),
+            gen_y=put(target(gen_x)) if len(gen_x) else put(torch.zeros(0, dtype=torch.float64)),
+            plot_x=put(plot_x),
+            plot_y=put(target(plot_x)),
+            plot_shape=plot_shape,
+            collocation_x=put(collocation_x),
+            boundary_x=put(boundary_x),
+        )
+
+
+def to_numpy(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()

@@ -1,0 +1,295 @@
+"""One run, end to end: check the config, build the problem, model and objective, train,
+and leave every file of the run in its directory (the CLI and the Python API both call ``run``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from . import data as data_mod
+from . import history as hist
+from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, resolve_target, validate
+from .losses import Objective, build_pde
+from .trainer import DIVERGED, INTERRUPTED, Trainer, TrainState, metric_columns
+
+log = logging.getLogger("neuroscope")
+
+MODEL_PT = "model.pt"
+CHECKPOINT_PT = "checkpoint.pt"
+CONFIG_YAML = Path(".hydra") / "config.yaml"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    history: hist.History
+    summary: dict[str, Any]
+    model: nn.Module
+    exit_code: int = 0
+
+
+def to_config(cfg: DictConfig | Config) -> Config:
+    """The typed config object, checked beyond types (see ``config.validate``)."""
+    config = cfg if isinstance(cfg, Config) else OmegaConf.to_object(cfg)
+    validate(config)
+    return config
+
+
+def resolve_device(cfg: DeviceConfig) -> tuple[torch.device, torch.dtype]:
+    dtype = getattr(torch, cfg.dtype.value)
+    if cfg.type is DeviceType.cuda and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device=cuda was asked for, but this torch ({torch.__version__}, CUDA build: {torch.version.cuda or 'none'}) "
+            "sees no CUDA device. Use device=auto (CUDA when present, else CPU) or device=cpu, or install a CUDA build "
+            "of torch (see README, TORCH_SPEC)."
+        )
+    if cfg.type is DeviceType.cpu or (cfg.type is DeviceType.auto and not torch.cuda.is_available()):
+        return torch.device("cpu"), dtype
+    return torch.device("cuda"), dtype
+
+
+def build_target(cfg: FunctionConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The target function with its params bound; checked on two points."""
+    fn = resolve_target(cfg._target_, key="function._target_")
+    if not callable(fn):
+        raise ConfigError(f"function._target_={cfg._target_!r} is not callable: it must name a function f(x, **params) -> y.")
+    params = dict(cfg.params)
+
+    def target(x: torch.Tensor) -> torch.Tensor:
+        return fn(x, **params)
+
+    probe = torch.zeros(2, max(cfg.input_dims), dtype=torch.float64)
+    try:
+        y = target(probe[:, : min(cfg.input_dims)])
+    except TypeError as e:
+        raise ConfigError(
+            f"function={cfg.name} ({cfg._target_}) does not accept function.params={params}: {e}. "
+            "Its params must be keyword arguments of the function."
+        ) from None
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2,):
+        raise ConfigError(
+            f"function={cfg.name} ({cfg._target_}) returned {type(y).__name__} of shape "
+            f"{tuple(getattr(y, 'shape', ()))} for 2 points: a target function maps a tensor (n, input_dim) to a tensor (n,)."
+        )
+    return target
+
+
+def build_model(cfg: ModelConfig, input_dim: int) -> nn.Module:
+    factory = resolve_target(cfg._target_, key="model._target_")
+    return factory(input_dim=input_dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation.value, bias=cfg.bias)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before training, not after, when the run directory cannot take the run's files."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_probe"
+        probe.write_bytes(b"\0" * 65536)
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"The run directory {run_dir} is not usable ({e.strerror or e}): NeuroScope writes metrics, weights and "
+            "pictures there. Choose a writable place with hydra.run.dir=PATH (CLI) or out_dir=PATH (Python API), "
+            "or free some disk space."
+        ) from None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[], Optional[int]]]:
+    """While active, SIGINT/SIGTERM ask the run to stop at the end of the current step;
+    yields a function returning the signal number received (or None). A second signal
+    stops at once."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run(cfg: DictConfig | Config, run_dir: str | os.PathLike, *, render: bool = True, progress: Optional[bool] = None) -> RunResult:
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    config = to_config(cfg)
+    check_writable(run_dir)
+    if not (run_dir / CONFIG_YAML).exists():  # Hydra wrote it already for CLI runs
+        (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
+        OmegaConf.save(OmegaConf.structured(config), run_dir / CONFIG_YAML)
+    if config.device.threads > 0:
+        torch.set_num_threads(config.device.threads)
+    device, dtype = resolve_device(config.device)
+    seed_everything(config.seed)
+    target = build_target(config.function)
+    pde = build_pde(config.loss)
+    problem = data_mod.make(config, target, pde=pde, device=device, dtype=dtype)
+    seed_everything(config.seed)
+    model = build_model(config.model, config.input_dim).to(device=device, dtype=dtype)
+    objective = Objective(config.loss, problem, pde)
+    geometry = hist.Geometry(
+        input_dim=config.input_dim,
+        plot_x=data_mod.to_numpy(problem.plot_x),
+        plot_shape=problem.plot_shape,
+        plot_target=data_mod.to_numpy(problem.plot_y),
+        train_x=data_mod.to_numpy(problem.train_x),
+        train_y=data_mod.to_numpy(problem.train_y),
+        train_box=problem.train_box,
+        test_box=problem.test_box,
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "%s: %d params on %s/%s, %d training points, lr=%g (2/lr=%g), %d steps, objective: %s",
+        run_dir, n_params, device, dtype, len(problem.train_x), config.lr, 2 / config.lr, config.steps,
+        " + ".join(objective.term_names),
+    )
+    on_frame = _live_view(config)
+    columns = metric_columns(objective.term_names, config.curvature.k)
+    writer = hist.MetricsWriter(run_dir / hist.METRICS_CSV, columns)
+    with stop_on_signals() as received:
+        trainer = Trainer(
+            cfg=config, model=model, problem=problem, objective=objective, writer=writer,
+            should_stop=lambda: received() is not None, on_frame=on_frame,
+            progress=config.progress if progress is None else progress,
+        )
+        state = TrainState()
+        try:
+            status, state = trainer.run(state, geometry)
+        finally:
+            writer.close()
+        signum = received()
+    history = trainer.history(state, geometry)
+    summary = make_summary(config, history, status, state, device=device, n_params=n_params)
+    hist.save(history, run_dir)
+    torch.save(model.state_dict(), run_dir / MODEL_PT)
+    summary["wall_seconds"] = time.perf_counter() - started
+    hist.write_summary(run_dir, summary)
+    history.meta = summary
+    log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, sharpness %.4g (2/lr = %g)",
+             status, summary["steps_done"], summary["final"]["loss"], summary["final"]["test_error"],
+             summary["final"]["gen_error"], summary["final"]["sharpness"], 2 / config.lr)
+    if render:
+        _render(run_dir, config)
+        summary["wall_seconds"] = time.perf_counter() - started
+        hist.write_summary(run_dir, summary)
+    exit_code = 0 if status != INTERRUPTED else 128 + (signum or signal.SIGINT)
+    return RunResult(run_dir=run_dir, status=status, history=history, summary=summary, model=model, exit_code=exit_code)
+
+
+def _render(run_dir: Path, config: Config) -> None:
+    """Draw the dashboard and animation; a drawing failure is logged, never loses the run."""
+    try:
+        from . import plotting
+
+        result = plotting.render(run_dir, config.viz)
+        log.info("dashboard: %s%s", result.png, f", animation: {result.video}" if result.video else "")
+    except Exception as e:  # the run's data is already on disk
+        log.error("rendering failed (%s: %s); the run's data is saved, re-render with: neuroscope-render %s", type(e).__name__, e, run_dir)
+
+
+def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:
+    if not config.viz.live:
+        return None
+    from . import plotting
+
+    ok, why = plotting.live_view_available()
+    if not ok:
+        log.warning("viz.live=true: no display available (%s), live view skipped", why)
+        return None
+    return plotting.LiveDashboard(config.viz).update
+
+
+def make_summary(config: Config, history: hist.History, status: str, state: TrainState, *, device: torch.device, n_params: int) -> dict[str, Any]:
+    m = history.metrics
+    steps_done = int(m["step"][-1]) if len(m["step"]) else 0
+
+    def final(col: str) -> float:
+        v = m[col][~np.isnan(m[col])] if col in m else np.array([])
+        return float(v[-1]) if len(v) else math.nan
+
+    def best(col: str) -> float:
+        v = m[col][np.isfinite(m[col])] if col in m else np.array([])
+        return float(v.min()) if len(v) else math.nan
+
+    sharp = m["sharpness"][np.isfinite(m["sharpness"])]
+    late = m["sharpness"][m["step"] >= 0.8 * steps_done]
+    late = late[np.isfinite(late)]
+    edge = 2.0 / config.lr
+    return {
+        "status": status,
+        "name": config.name,
+        "function": config.function.name,
+        "loss": config.loss.name,
+        "lr": config.lr,
+        "two_over_lr": edge,
+        "steps": config.steps,
+        "steps_done": steps_done,
+        "diverged_at_step": steps_done if status == DIVERGED else None,
+        "input_dim": config.input_dim,
+        "seed": config.seed,
+        "n_params": n_params,
+        "loss_terms": [c for c in m if c.startswith("loss_")],
+        "final": {c: final(c) for c in ("loss", "test_error", "gen_error", "sharpness")},
+        "best": {c: best(c) for c in ("loss", "test_error", "gen_error")},
+        "max_sharpness": float(sharp.max()) if len(sharp) else math.nan,
+        "late_sharpness_over_edge": float(late.mean() / edge) if len(late) else math.nan,
+        "curvature": {
+            "measurements": int(len(sharp)),
+            "hvps_total": int(np.nansum(m["hvps"])) if "hvps" in m else 0,
+            "not_converged": int(np.sum(m["eig_converged"] == 0)) if "eig_converged" in m else 0,
+        },
+        "nonfinite": dict(state.nonfinite),
+        "train_seconds": state.train_seconds,
+        "environment": environment(device, config),
+    }
+
+
+def environment(device: torch.device, config: Config) -> dict[str, Any]:
+    import hydra
+    import matplotlib
+    import omegaconf
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "matplotlib": matplotlib.__version__,
+        "platform": platform.platform(),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "dtype": config.device.dtype.value,
+        "threads": torch.get_num_threads(),
+        "argv": sys.argv,
+    }

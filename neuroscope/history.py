@@ -1,0 +1,192 @@
+"""What a run recorded, and its files: ``metrics.csv`` (streamed while training),
+``history.npz`` (metrics, dashboard frames and the problem's geometry) and ``summary.json``.
+
+Readers (plotting, sweep summaries) use ``load``; they never need the trainer or torch.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+METRICS_CSV = "metrics.csv"
+HISTORY_NPZ = "history.npz"
+SUMMARY_JSON = "summary.json"
+
+
+@dataclass
+class Geometry:
+    """The problem as a picture needs it. In 2D, ``plot_x`` is a flattened (g, g) grid in
+    'ij' order: ``plot_x.reshape(g, g, 2)[i, j] == (u[i], u[j])``."""
+
+    input_dim: int
+    plot_x: np.ndarray  # (P, d)
+    plot_shape: tuple[int, ...]  # (P,) in 1D, (g, g) in 2D
+    plot_target: np.ndarray  # (P,)
+    train_x: np.ndarray  # (N, d)
+    train_y: np.ndarray  # (N,)
+    train_box: tuple[float, float]  # [lo, hi] in every dimension
+    test_box: tuple[float, float]
+
+
+@dataclass
+class History:
+    """Metrics per recorded step (NaN where not measured), frames of the prediction on the
+    plot grid, the geometry, and ``meta`` (the summary: lr, name, status, loss terms, ...)."""
+
+    metrics: dict[str, np.ndarray]
+    frame_steps: np.ndarray  # (F,)
+    frame_pred: np.ndarray  # (F, P)
+    geometry: Geometry
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.metrics["step"]
+
+    @property
+    def loss_terms(self) -> list[str]:
+        """Columns of the objective's terms, e.g. ['loss_data', 'loss_l2']."""
+        return [c for c in self.metrics if c.startswith("loss_")]
+
+    @property
+    def eigenvalue_columns(self) -> list[str]:
+        return ["sharpness"] + sorted(
+            (c for c in self.metrics if c.startswith("lambda_")), key=lambda c: int(c.split("_")[1])
+        )
+
+
+class MetricsWriter:
+    """Appends one CSV row per step and flushes at most every ``flush_seconds`` (and on
+    close), so a killed process still leaves a readable ``metrics.csv``."""
+
+    def __init__(self, path: str | os.PathLike, columns: list[str], *, append: bool = False, flush_seconds: float = 1.0):
+        self.columns = columns
+        self._file = open(path, "a" if append else "w", newline="")
+        self._writer = csv.writer(self._file)
+        if not append:
+            self._writer.writerow(columns)
+        self._flush_seconds = flush_seconds
+        self._last_flush = time.monotonic()
+
+    def write(self, row: Mapping[str, float]) -> None:
+        self._writer.writerow([_format(row.get(c)) for c in self.columns])
+        now = time.monotonic()
+        if now - self._last_flush >= self._flush_seconds:
+            self.flush()
+            self._last_flush = now
+
+    def flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""  # not measured at this step
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return repr(float(value))  # shortest round-trip form ('nan', 'inf' too): the CSV is exact  # shortest round-trip form: the CSV is exact
+
+
+def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Columns of a metrics CSV as float arrays (empty cells, not measured, are NaN); a partly written last
+    line (a killed process) is dropped."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return {}
+    header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
+    data = np.array([[float(v) if v != "" else np.nan for v in r] for r in body], dtype=np.float64).reshape(len(body), len(header))
+    return {name: data[:, i] for i, name in enumerate(header)}
+
+
+def save(history: History, run_dir: str | os.PathLike) -> Path:
+    """Write ``history.npz`` atomically (temp file, then rename)."""
+    run_dir = Path(run_dir)
+    g = history.geometry
+    arrays: dict[str, np.ndarray] = {f"metric/{k}": np.asarray(v) for k, v in history.metrics.items()}
+    arrays.update(
+        frame_steps=np.asarray(history.frame_steps),
+        frame_pred=np.asarray(history.frame_pred),
+        input_dim=np.asarray(g.input_dim),
+        plot_x=g.plot_x,
+        plot_shape=np.asarray(g.plot_shape),
+        plot_target=g.plot_target,
+        train_x=g.train_x,
+        train_y=g.train_y,
+        train_box=np.asarray(g.train_box, dtype=np.float64),
+        test_box=np.asarray(g.test_box, dtype=np.float64),
+        metric_order=np.asarray(list(history.metrics)),
+    )
+    path = run_dir / HISTORY_NPZ
+    tmp = run_dir / (HISTORY_NPZ + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load(run_dir: str | os.PathLike) -> History:
+    """Read a run directory's ``history.npz`` and ``summary.json``."""
+    run_dir = Path(run_dir)
+    path = run_dir / HISTORY_NPZ
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a NeuroScope run directory whose run got past its first step?")
+    with np.load(path) as z:
+        order = [str(k) for k in z["metric_order"]]
+        metrics = {k: z[f"metric/{k}"] for k in order}
+        geometry = Geometry(
+            input_dim=int(z["input_dim"]),
+            plot_x=z["plot_x"],
+            plot_shape=tuple(int(s) for s in z["plot_shape"]),
+            plot_target=z["plot_target"],
+            train_x=z["train_x"],
+            train_y=z["train_y"],
+            train_box=tuple(float(v) for v in z["train_box"]),
+            test_box=tuple(float(v) for v in z["test_box"]),
+        )
+        history = History(metrics=metrics, frame_steps=z["frame_steps"], frame_pred=z["frame_pred"], geometry=geometry)
+    history.meta = read_summary(run_dir)
+    return history
+
+
+def write_summary(run_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
+    path = Path(run_dir) / SUMMARY_JSON
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / SUMMARY_JSON
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: numpy scalars to Python, non-finite floats to strings ('nan', 'inf')."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    return value
+

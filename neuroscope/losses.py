@@ -1,0 +1,73 @@
+"""The objective being descended: a weighted sum of terms, each recorded on its own.
+
+    loss = data_weight * data + l2_weight * sum(theta^2) + pde_weight * mean(r^2) + bc_weight * mean(b^2)
+
+with data = mean((f(x) - y)^2) (``mse``) or mean(|f(x) - y|) (``l1``), r the PDE residual at
+collocation points and b the boundary residual. Terms with weight 0 are left out. The
+recorded ``loss_<term>`` values are the weighted contributions, so they add up to ``loss``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .config import ConfigError, DataTerm, LossConfig, resolve_target
+from .data import Problem
+
+Net = Callable[[Tensor], Tensor]
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    diff = pred - target
+    return (diff * diff).mean()
+
+
+def l1(pred: Tensor, target: Tensor) -> Tensor:
+    return (pred - target).abs().mean()
+
+
+DATA_TERMS: dict[DataTerm, Callable[[Tensor, Tensor], Tensor]] = {DataTerm.mse: mse, DataTerm.l1: l1}
+
+
+class Objective:
+    """Callable as ``objective(net, params) -> (loss, {term: weighted value})``, where ``net``
+    maps inputs (n, d) to outputs (n,) and ``params`` are the tensors the L2 term penalises."""
+
+    def __init__(self, cfg: LossConfig, problem: Problem, pde=None):
+        self.problem = problem
+        data_fn = DATA_TERMS[cfg.data_term]
+        candidates: dict[str, tuple[float, Callable[[Net, Sequence[Tensor]], Tensor]]] = {
+            "data": (cfg.data_weight, lambda net, params: data_fn(net(problem.train_x), problem.train_y)),
+            "l2": (cfg.l2_weight, lambda net, params: sum((q * q).sum() for q in params)),
+        }
+        if pde is not None:
+            candidates["pde"] = (cfg.pde_weight, lambda net, params: _mean_square(pde.residual(net, problem.collocation_x)))
+            candidates["bc"] = (cfg.bc_weight, lambda net, params: _mean_square(pde.boundary_residual(net, problem.boundary_x)))
+        self.terms = {name: (float(w), fn) for name, (w, fn) in candidates.items() if w > 0}
+        if not self.terms:
+            raise ConfigError(
+                "Every loss weight is 0 (loss.data_weight, loss.l2_weight and, with a PDE, loss.pde_weight and "
+                "loss.bc_weight): the objective would be empty. Give at least one term a weight > 0."
+            )
+
+    @property
+    def term_names(self) -> list[str]:
+        return list(self.terms)
+
+    def __call__(self, net: Net, params: Sequence[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        values = {name: w * fn(net, params) for name, (w, fn) in self.terms.items()}
+        return sum(values.values()), values
+
+
+def _mean_square(r: Tensor) -> Tensor:
+    return (r * r).mean()
+
+
+def build_pde(cfg: LossConfig) -> Optional[object]:
+    """The PDE problem named by ``loss.pde._target_`` (called with ``loss.pde.params``), or None."""
+    if cfg.pde is None:
+        return None
+    factory = resolve_target(cfg.pde._target_, key="loss.pde._target_")
+    return factory(**dict(cfg.pde.params))

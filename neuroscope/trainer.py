@@ -1,0 +1,220 @@
+"""The gradient-descent loop: theta <- theta - lr * grad L(theta), full batch, no optimizer.
+
+Row ``step = t`` of the metrics describes the parameters theta_t *before* update t: the
+objective and its terms, test and generalization error, and (every ``curvature.every``
+steps) the top Hessian eigenvalues at theta_t and ``projection`` = |(theta_{t+1} - theta_t) . v_max|.
+The last row, ``step = steps``, is the final state. A non-finite loss (or one above
+``diverge_above``) ends the run as ``diverged`` with everything recorded so far kept.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from . import history as hist
+from .config import Config
+from .data import Problem, to_numpy
+from .losses import Objective
+
+log = logging.getLogger(__name__)
+
+FINISHED, DIVERGED, INTERRUPTED = "finished", "diverged", "interrupted"
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly: saved as ``checkpoint.pt``."""
+
+    step: int = 0  # the next step to record
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    frame_steps: list[int] = field(default_factory=list)
+    frame_pred: list[np.ndarray] = field(default_factory=list)
+    tracker: dict[str, Any] = field(default_factory=dict)
+    nonfinite: dict[str, int] = field(default_factory=dict)  # column -> count of NaN/inf recorded
+    train_seconds: float = 0.0
+
+
+def metric_columns(term_names: Sequence[str], k: int) -> list[str]:
+    return (
+        ["step", "loss"]
+        + [f"loss_{t}" for t in term_names]
+        + ["test_error", "gen_error", "grad_norm", "sharpness"]
+        + [f"lambda_{i}" for i in range(2, k + 1)]
+        + ["projection", "hvps", "eig_residual", "eig_converged"]
+    )
+
+
+def frame_schedule(steps: int, frames: int) -> set[int]:
+    """``frames`` steps evenly spaced over [0, steps], both ends included."""
+    return set(int(s) for s in np.unique(np.round(np.linspace(0, steps, max(frames, 2)))))
+
+
+@dataclass
+class Trainer:
+    cfg: Config
+    model: nn.Module
+    problem: Problem
+    objective: Objective
+    writer: hist.MetricsWriter
+    should_stop: Callable[[], bool] = lambda: False
+    on_frame: Optional[Callable[[hist.History], None]] = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.columns = self.writer.columns
+        self.names = [n for n, _ in self.model.named_parameters()]
+        self.params = [p for _, p in self.model.named_parameters()]
+        c = self.cfg.curvature
+        self.tracker = None
+        if c.every > 0:
+            
+            self.tracker = SharpnessTracker(
+                method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=self.cfg.seed
+            )
+
+    # The objective as a pure function of the parameter tensors (what curvature differentiates).
+    def net(self, params: Sequence[Tensor]) -> Callable[[Tensor], Tensor]:
+        names = self.names
+        return lambda x: functional_call(self.model, dict(zip(names, params)), (x,))
+
+    def loss_fn(self, params: Sequence[Tensor]) -> Tensor:
+        return self.objective(self.net(params), params)[0]
+
+    def run(self, state: TrainState, geometry: hist.Geometry) -> tuple[str, TrainState]:
+        cfg, p = self.cfg, self.problem
+        lr, total, every = float(cfg.lr), int(cfg.steps), int(cfg.curvature.every)
+        frames = frame_schedule(total, cfg.viz.frames)
+        if state.tracker and self.tracker is not None:
+            self.tracker.load_state_dict(state.tracker)
+        status = FINISHED
+        started = time.perf_counter()
+        bar = _progress_bar(total, state.step, enabled=self.progress)
+        try:
+            for step in range(state.step, total + 1):
+                measure = every > 0 and step % every == 0
+                loss, terms = self.objective(self.net(self.params), self.params)
+                value = loss.item()
+                row: dict[str, float] = {"step": step}
+                if not math.isfinite(value) or value > cfg.diverge_above:
+                    row.update(loss=value, **{f"loss_{k}": v.item() for k, v in terms.items()})
+                    self._record(state, row)
+                    status = DIVERGED
+                    log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded", row["loss"], step, lr)
+                    break
+                grads = torch.autograd.grad(loss, self.params, create_graph=measure)
+                flat_grad = torch.cat([g.detach().reshape(-1) for g in grads])
+                with torch.no_grad():
+                    values = [loss.detach(), *(v.detach() for v in terms.values()), _mse(self.model, p.test_x, p.test_y), _mse(self.model, p.gen_x, p.gen_y), _norm(flat_grad)]
+                numbers = torch.stack([v.to(torch.float64) for v in values]).tolist()
+                row["loss"] = numbers[0]
+                row.update({f"loss_{k}": v for k, v in zip(terms, numbers[1:])})
+                row["test_error"], row["gen_error"], row["grad_norm"] = numbers[-3:]
+                if len(p.gen_x) == 0:  # the test box is the training box: nothing to generalize to
+                    del row["gen_error"]
+                if measure:
+                    row.update(self._measure(grads, flat_grad, lr, last=step == total))
+                del grads, loss, terms
+                if step in frames:
+                    self._keep_frame(state, step)
+                self._record(state, row)
+                if step in frames and self.on_frame is not None:
+                    self.on_frame(self.history(state, geometry))
+                if step < total:
+                    with torch.no_grad():
+                        offset = 0
+                        for q in self.params:
+                            n = q.numel()
+                            q.sub_(lr * flat_grad[offset : offset + n].view_as(q))
+                            offset += n
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{row['loss']:.3g}", sharpness=f"{_last(state, 'sharpness'):.3g}", refresh=False)
+                if step < total and self.should_stop():
+                    status = INTERRUPTED
+                    log.warning("interrupted after step %d of %d: saving what was recorded", step, total)
+                    break
+        finally:
+            bar.close()
+            self.writer.flush()
+            state.train_seconds += time.perf_counter() - started
+            state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+        return status, state
+
+    def _measure(self, grads, flat_grad: Tensor, lr: float, last: bool) -> dict[str, float]:
+        result = self.tracker.measure(self.loss_fn, self.params, grads)
+        eig = result.eigenvalues.to(torch.float64).tolist()
+        row: dict[str, float] = {"sharpness": eig[0]}
+        row.update({f"lambda_{i}": v for i, v in enumerate(eig[1:], start=2)})
+        v_max = result.eigenvectors[:, 0].to(torch.float64)
+        # Delta theta = -lr * grad; the CSV's last row (no update) has no projection.
+        row["projection"] = math.nan if last else lr * abs(float((flat_grad.to(torch.float64) * v_max).sum()))
+        row["hvps"] = result.hvps
+        row["eig_residual"] = float(result.residuals.max())
+        row["eig_converged"] = bool(result.converged)
+        return row
+
+    def _keep_frame(self, state: TrainState, step: int) -> None:
+        with torch.no_grad():
+            state.frame_steps.append(step)
+            state.frame_pred.append(to_numpy(self.model(self.problem.plot_x)))
+
+    def _record(self, state: TrainState, row: dict[str, float]) -> None:
+        """Keep a row (a missing key means not measured) and stream it to metrics.csv."""
+        for c in self.columns:
+            value = float(row.get(c, math.nan))
+            state.metrics.setdefault(c, []).append(value)
+            if c in row and not math.isfinite(value):
+                if c not in state.nonfinite:
+                    log.warning("non-finite %s = %s at step %d", c, value, row["step"])
+                state.nonfinite[c] = state.nonfinite.get(c, 0) + 1
+        self.writer.write(row)
+        state.step = int(row["step"]) + 1
+
+    def history(self, state: TrainState, geometry: hist.Geometry) -> hist.History:
+        n_pred = len(geometry.plot_target)
+        return hist.History(
+            metrics={c: np.asarray(state.metrics.get(c, []), dtype=np.float64) for c in self.columns},
+            frame_steps=np.asarray(state.frame_steps, dtype=np.int64),
+            frame_pred=np.asarray(state.frame_pred, dtype=np.float64).reshape(len(state.frame_pred), n_pred),
+            geometry=geometry,
+        )
+
+
+def _mse(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    if len(x) == 0:
+        return torch.tensor(math.nan, dtype=torch.float64, device=x.device)
+    diff = model(x) - y
+    return (diff * diff).mean()
+
+
+def _norm(v: Tensor) -> Tensor:
+    return torch.sqrt((v.to(torch.float64) ** 2).sum())
+
+
+def _last(state: TrainState, column: str) -> float:
+    for v in reversed(state.metrics.get(column, [])):
+        if not math.isnan(v):
+            return v
+    return math.nan
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kwargs: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, initial: int, *, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total + 1, initial=initial, desc="training", unit="step", dynamic_ncols=True, mininterval=0.25)
