@@ -31,12 +31,13 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(result.exit_code)
 
 
-def preflight(argv: list[str]) -> None:
+def preflight(argv: list[str]) -> list[str]:
     """Compose the config the command asks for before Hydra starts, so a bad override gets
-    our one-paragraph message (exit 2). For a sweep, each swept value is checked."""
+    our one-paragraph message (exit 2). For a sweep, each swept value is checked, and the
+    returned extra override names job folders by the swept keys only (``0_lr=0.01``)."""
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return  # --help, --cfg, -cn ...: Hydra's own business
+        return []  # --help, --cfg, -cn ...: Hydra's own business
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from . import compose
@@ -54,11 +55,14 @@ def preflight(argv: list[str]) -> None:
             if o.is_sweep_override():
                 for value in o.sweep_string_iterator():
                     to_config(compose(plain + [f"{o.get_key_element()}={value}"]))
+        fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override()]
+        return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed + ['experiment'])}]"]
+    return []
 
 
 def main() -> None:
     try:
-        preflight(sys.argv[1:])
+        sys.argv += preflight(sys.argv[1:])
     except ConfigError as e:
         print(f"neuroscope: error: {e}", file=sys.stderr)
         sys.exit(2)

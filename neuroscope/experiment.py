@@ -47,7 +47,16 @@ class RunResult:
 
 def to_config(cfg: DictConfig | Config) -> Config:
     """The typed config object, checked beyond types (see ``config.validate``)."""
-    config = cfg if isinstance(cfg, Config) else OmegaConf.to_object(cfg)
+    if isinstance(cfg, Config):
+        config = cfg
+    else:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} must be given (the config leaves it as ???): set it on the command line, "
+                f"e.g. {missing[0]}=mypackage.mymodule.myfunc for a _target_."
+            )
+        config = OmegaConf.to_object(cfg)
     validate(config)
     return config
 

@@ -75,7 +75,8 @@ class Trainer:
         c = self.cfg.curvature
         self.tracker = None
         if c.every > 0:
-            
+            from .curvature import SharpnessTracker
+
             self.tracker = SharpnessTracker(
                 method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=self.cfg.seed
             )
@@ -154,8 +155,8 @@ class Trainer:
         row: dict[str, float] = {"sharpness": eig[0]}
         row.update({f"lambda_{i}": v for i, v in enumerate(eig[1:], start=2)})
         v_max = result.eigenvectors[:, 0].to(torch.float64)
-        # Delta theta = -lr * grad; the CSV's last row (no update) has no projection.
-        row["projection"] = math.nan if last else lr * abs(float((flat_grad.to(torch.float64) * v_max).sum()))
+        if not last:  # Delta theta = -lr * grad; the final row has no update to project
+            row["projection"] = lr * abs(float((flat_grad.to(torch.float64) * v_max).sum()))
         row["hvps"] = result.hvps
         row["eig_residual"] = float(result.residuals.max())
         row["eig_converged"] = bool(result.converged)

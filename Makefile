@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    creates .venv, installs NeuroScope, runs the default experiment (ARGS="..." for overrides)
+#   make test   the same set-up plus test tools, then the test suite (PYTEST_ARGS="..." to narrow)
+# TORCH_SPEC picks the torch build; it is installed first so nothing pulls a second one.
+# On Linux, PyPI's torch==2.13.0 is the CUDA build; pass any pip arguments for another build.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev,joblib,submitit
+BIN := $(VENV)/bin
+
+.PHONY: setup run test bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/neuroscope $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/bench_sharpness.py --quick
+	$(BIN)/python benchmarks/bench_render.py --frames 60
+
+clean:
+	rm -rf $(VENV) build *.egg-info
