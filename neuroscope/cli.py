@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from . import config as _config  # registers the schemas in Hydra's ConfigStore
-from .config import ConfigError
+from .config import ConfigError, UserError
 
 log = logging.getLogger("neuroscope")
 
@@ -22,9 +23,10 @@ log = logging.getLogger("neuroscope")
 def _hydra_main(cfg: DictConfig) -> None:
     from .experiment import run
 
+    hydra_cfg = HydraConfig.get()
     try:
-        result = run(cfg, HydraConfig.get().runtime.output_dir)
-    except ConfigError as e:
+        result = run(cfg, hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
+    except UserError as e:
         log.error("%s", e)
         sys.exit(2)
     if result.exit_code:
@@ -41,7 +43,7 @@ def preflight(argv: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from . import compose
-    from .experiment import to_config
+    from .experiment import check_output_root, to_config
 
     args = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     try:
@@ -49,7 +51,10 @@ def preflight(argv: list[str]) -> list[str]:
     except Exception as e:
         raise ConfigError(f"Cannot parse the overrides {args}: {' '.join(str(e).split())}") from None
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-    to_config(compose(plain))
+    composed = compose(plain + [a for a in argv if a.lstrip("+~").startswith("hydra")], return_hydra_config=True)
+    check_output_root(Path(composed.hydra.sweep.dir if multirun else composed.hydra.run.dir))
+    del composed.hydra
+    to_config(composed)
     if multirun:
         for o in parsed:
             if o.is_sweep_override():
@@ -63,7 +68,7 @@ def preflight(argv: list[str]) -> list[str]:
 def main() -> None:
     try:
         sys.argv += preflight(sys.argv[1:])
-    except ConfigError as e:
+    except UserError as e:
         print(f"neuroscope: error: {e}", file=sys.stderr)
         sys.exit(2)
     _hydra_main()

@@ -18,8 +18,16 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
-class ConfigError(ValueError):
-    """A configuration a run cannot use; the message is one paragraph for a person."""
+class UserError(Exception):
+    """An error a person can fix; its message is one paragraph (the CLI prints it, exit 2)."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration a run cannot use."""
+
+
+class OutputError(UserError):
+    """The run directory cannot take the run's files (not writable, disk full)."""
 
 
 class Activation(Enum):

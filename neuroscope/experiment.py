@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,9 +24,9 @@ from torch import nn
 
 from . import data as data_mod
 from . import history as hist
-from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, resolve_target, validate
+from .config import Config, ConfigError, DeviceConfig, OutputError, DeviceType, FunctionConfig, ModelConfig, resolve_target, validate
 from .losses import Objective, build_pde
-from .trainer import DIVERGED, INTERRUPTED, Trainer, TrainState, metric_columns
+from .trainer import DIVERGED, INTERRUPTED, Trainer, TrainState, load_checkpoint, metric_columns, save_checkpoint
 
 log = logging.getLogger("neuroscope")
 
@@ -119,11 +119,74 @@ def check_writable(run_dir: Path) -> None:
         probe.write_bytes(b"\0" * 65536)
         probe.unlink()
     except OSError as e:
+        raise output_error(run_dir, e) from None
+
+
+def check_output_root(run_dir: Path) -> None:
+    """Before Hydra makes ``run_dir``: its nearest existing ancestor must be a writable directory."""
+    import tempfile
+
+    ancestor = run_dir.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(ancestor))
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as e:
+        raise output_error(run_dir, e) from None
+
+
+def output_error(where: Path, e: OSError) -> OutputError:
+    return OutputError(
+        f"Cannot write to {where} ({e.strerror or e}): NeuroScope keeps metrics, weights and pictures there. "
+        "Choose a writable place with hydra.run.dir=PATH (CLI; hydra.sweep.dir=PATH for -m) or out_dir=PATH "
+        "(Python API), or free some disk space."
+    )
+
+
+# What `neuroscope resume=RUN_DIR ...` may change; everything else comes from the run itself.
+RESUMABLE_KEYS = ("steps", "viz", "progress", "checkpoint", "device.threads", "diverge_above", "resume")
+
+
+def resume_config(resume_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
+    """The config of the run in ``resume_dir`` with ``overrides`` (steps, viz.*, ...) applied."""
+    src = Path(resume_dir)
+    if not (src / CHECKPOINT_PT).exists() or not (src / CONFIG_YAML).exists():
         raise ConfigError(
-            f"The run directory {run_dir} is not usable ({e.strerror or e}): NeuroScope writes metrics, weights and "
-            "pictures there. Choose a writable place with hydra.run.dir=PATH (CLI) or out_dir=PATH (Python API), "
-            "or free some disk space."
-        ) from None
+            f"resume={src} is not a run directory that can be resumed: it needs {CHECKPOINT_PT} and {CONFIG_YAML} "
+            "(every finished or interrupted run writes them; a run killed without checkpoint.every has none)."
+        )
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    bad = [k for k in keys if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)]
+    if bad:
+        raise ConfigError(
+            f"resume continues a run with its own config, so {', '.join(bad)} cannot change; only "
+            f"{', '.join(k for k in RESUMABLE_KEYS if k != 'resume')} (and viz.*, checkpoint.*) can."
+        )
+    merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(src / CONFIG_YAML))
+    merged.merge_with(OmegaConf.from_dotlist([o.lstrip("+~") for o in overrides if not o.startswith("resume=")]))
+    merged.resume = str(src)
+    return to_config(merged)
+
+
+def _restore(config: Config, state: TrainState, src: Path) -> TrainState:
+    """Make a loaded TrainState continue to ``config.steps``; a finished run re-records its last row."""
+    status = hist.read_summary(src).get("status")
+    last = state.step - 1
+    if status == DIVERGED:
+        raise ConfigError(f"resume={src}: that run diverged at step {last}; there is nothing to continue. Start a new run.")
+    if status == "finished":  # its last row had no update: record it again, with one
+        if config.steps <= last:
+            raise ConfigError(f"resume={src} finished at step {last}; give a larger steps (e.g. steps={2 * last}) to continue it.")
+        state.metrics = {k: v[:last] for k, v in state.metrics.items()}
+        if state.frame_steps and state.frame_steps[-1] == last:
+            state.frame_steps, state.frame_pred = state.frame_steps[:-1], state.frame_pred[:-1]
+        state.step = last
+    elif config.steps < last:
+        raise ConfigError(f"resume={src} already recorded step {last}; steps={config.steps} must be at least that.")
+    return state
 
 
 @contextlib.contextmanager
@@ -149,12 +212,20 @@ def stop_on_signals() -> Iterator[Callable[[], Optional[int]]]:
             signal.signal(s, h)
 
 
-def run(cfg: DictConfig | Config, run_dir: str | os.PathLike, *, render: bool = True, progress: Optional[bool] = None) -> RunResult:
+def run(
+    cfg: DictConfig | Config, run_dir: str | os.PathLike, *, render: bool = True, progress: Optional[bool] = None,
+    overrides: Sequence[str] = (),
+) -> RunResult:
+    """Train one run into ``run_dir``. With ``resume`` set, continue that run instead, changing
+    only what ``overrides`` (the command line's) say."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config = to_config(cfg)
+    src = Path(config.resume) if config.resume else None
+    if src is not None:
+        config = resume_config(src, overrides)
     check_writable(run_dir)
-    if not (run_dir / CONFIG_YAML).exists():  # Hydra wrote it already for CLI runs
+    if src is not None or not (run_dir / CONFIG_YAML).exists():  # Hydra wrote it already for new CLI runs
         (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
         OmegaConf.save(OmegaConf.structured(config), run_dir / CONFIG_YAML)
     if config.device.threads > 0:
@@ -177,37 +248,54 @@ def run(cfg: DictConfig | Config, run_dir: str | os.PathLike, *, render: bool = 
         train_box=problem.train_box,
         test_box=problem.test_box,
     )
+    columns = metric_columns(objective.term_names, config.curvature.k)
+    state = TrainState()
+    if src is not None:
+        weights, state = load_checkpoint(src / CHECKPOINT_PT)
+        state = _restore(config, state, src)
+        model.load_state_dict(weights)
+        hist.copy_metric_rows(src / hist.METRICS_CSV, run_dir / hist.METRICS_CSV, below_step=state.step)
+        log.info("resuming %s at step %d, to step %d", src, state.step, config.steps)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "%s: %d params on %s/%s, %d training points, lr=%g (2/lr=%g), %d steps, objective: %s",
         run_dir, n_params, device, dtype, len(problem.train_x), config.lr, 2 / config.lr, config.steps,
         " + ".join(objective.term_names),
     )
-    on_frame = _live_view(config)
-    columns = metric_columns(objective.term_names, config.curvature.k)
-    writer = hist.MetricsWriter(run_dir / hist.METRICS_CSV, columns)
-    with stop_on_signals() as received:
-        trainer = Trainer(
-            cfg=config, model=model, problem=problem, objective=objective, writer=writer,
-            should_stop=lambda: received() is not None, on_frame=on_frame,
-            progress=config.progress if progress is None else progress,
-        )
-        state = TrainState()
-        try:
-            status, state = trainer.run(state, geometry)
-        finally:
-            writer.close()
-        signum = received()
-    history = trainer.history(state, geometry)
-    summary = make_summary(config, history, status, state, device=device, n_params=n_params)
-    hist.save(history, run_dir)
-    torch.save(model.state_dict(), run_dir / MODEL_PT)
-    summary["wall_seconds"] = time.perf_counter() - started
-    hist.write_summary(run_dir, summary)
+    try:
+        writer = hist.MetricsWriter(run_dir / hist.METRICS_CSV, columns, append=src is not None)
+        with stop_on_signals() as received:
+            trainer = Trainer(
+                cfg=config, model=model, problem=problem, objective=objective, writer=writer,
+                should_stop=lambda: received() is not None, on_frame=_live_view(config),
+                on_checkpoint=lambda st: save_checkpoint(run_dir / CHECKPOINT_PT, model, st),
+                progress=config.progress if progress is None else progress,
+            )
+            try:
+                status, state = trainer.run(state, geometry)
+            finally:
+                writer.close()
+            signum = received()
+        history = trainer.history(state, geometry)
+        summary = make_summary(config, history, status, state, device=device, n_params=n_params)
+        if src is not None:
+            summary["resumed_from"] = str(src)
+        hist.save(history, run_dir)
+        torch.save(model.state_dict(), run_dir / MODEL_PT)
+        save_checkpoint(run_dir / CHECKPOINT_PT, model, state)
+        summary["wall_seconds"] = time.perf_counter() - started
+        hist.write_summary(run_dir, summary)
+    except OSError as e:
+        raise output_error(run_dir, e) from None
     history.meta = summary
     log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, sharpness %.4g (2/lr = %g)",
              status, summary["steps_done"], summary["final"]["loss"], summary["final"]["test_error"],
              summary["final"]["gen_error"], summary["final"]["sharpness"], 2 / config.lr)
+    if summary["nonfinite"]:
+        log.warning("non-finite values were recorded: %s (see metrics.csv)", summary["nonfinite"])
+    if summary["curvature"]["not_converged"]:
+        log.warning("%d curvature measurements did not converge to curvature.tol (eig_converged = 0 in metrics.csv)",
+                    summary["curvature"]["not_converged"])
     if render:
         _render(run_dir, config)
         summary["wall_seconds"] = time.perf_counter() - started
@@ -236,7 +324,7 @@ def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:
     if not ok:
         log.warning("viz.live=true: no display available (%s), live view skipped", why)
         return None
-    return plotting.LiveDashboard(config.viz).update
+    return plotting.LiveDashboard(config.viz, meta={"lr": config.lr, "steps": config.steps, "name": config.name}).update
 
 
 def make_summary(config: Config, history: hist.History, status: str, state: TrainState, *, device: torch.device, n_params: int) -> dict[str, Any]:

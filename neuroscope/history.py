@@ -64,13 +64,13 @@ class History:
 
 
 class MetricsWriter:
-    """Appends one CSV row per step and flushes at most every ``flush_seconds`` (and on
-    close), so a killed process still leaves a readable ``metrics.csv``."""
+    """Appends one CSV row per step and hands it to the OS at most ``flush_seconds`` later, so
+    a killed process still leaves a readable ``metrics.csv``; ``close`` also fsyncs."""
 
-    def __init__(self, path: str | os.PathLike, columns: list[str], *, append: bool = False, flush_seconds: float = 1.0):
+    def __init__(self, path: str | os.PathLike, columns: list[str], *, append: bool = False, flush_seconds: float = 0.2):
         self.columns = columns
         self._file = open(path, "a" if append else "w", newline="")
-        self._writer = csv.writer(self._file)
+        self._writer = csv.writer(self._file, lineterminator="\n")
         if not append:
             self._writer.writerow(columns)
         self._flush_seconds = flush_seconds
@@ -85,11 +85,11 @@ class MetricsWriter:
 
     def flush(self) -> None:
         self._file.flush()
-        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if not self._file.closed:
             self.flush()
+            os.fsync(self._file.fileno())
             self._file.close()
 
 
@@ -113,6 +113,16 @@ def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
     data = np.array([[float(v) if v != "" else np.nan for v in r] for r in body], dtype=np.float64).reshape(len(body), len(header))
     return {name: data[:, i] for i, name in enumerate(header)}
+
+
+def copy_metric_rows(src: str | os.PathLike, dst: str | os.PathLike, *, below_step: int) -> None:
+    """Copy the header and the rows with step < ``below_step`` of one metrics CSV to another,
+    byte for byte (a resumed run continues the file as if never stopped)."""
+    with open(src, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and ln.endswith("\n") and int(ln.split(",", 1)[0]) < below_step]
+    with open(dst, "w", newline="") as f:
+        f.writelines(kept)
 
 
 def save(history: History, run_dir: str | os.PathLike) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -42,6 +43,41 @@ class TrainState:
     train_seconds: float = 0.0
 
 
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, state: TrainState) -> None:
+    """Write a resumable checkpoint atomically: weights plus the whole TrainState."""
+    payload = {
+        "format": 1,
+        "model": model.state_dict(),
+        "state": {
+            "step": state.step,
+            "metrics": state.metrics,
+            "frame_steps": list(state.frame_steps),
+            "frame_pred": torch.as_tensor(np.asarray(state.frame_pred, dtype=np.float64)),
+            "tracker": state.tracker,
+            "nonfinite": state.nonfinite,
+            "train_seconds": state.train_seconds,
+        },
+    }
+    tmp = f"{path}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], TrainState]:
+    payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file format
+    s = payload["state"]
+    state = TrainState(
+        step=int(s["step"]),
+        metrics={k: list(v) for k, v in s["metrics"].items()},
+        frame_steps=[int(v) for v in s["frame_steps"]],
+        frame_pred=[row.numpy() for row in s["frame_pred"]],
+        tracker=s["tracker"],
+        nonfinite=dict(s["nonfinite"]),
+        train_seconds=float(s["train_seconds"]),
+    )
+    return payload["model"], state
+
+
 def metric_columns(term_names: Sequence[str], k: int) -> list[str]:
     return (
         ["step", "loss"]
@@ -66,6 +102,7 @@ class Trainer:
     writer: hist.MetricsWriter
     should_stop: Callable[[], bool] = lambda: False
     on_frame: Optional[Callable[[hist.History], None]] = None
+    on_checkpoint: Optional[Callable[[TrainState], None]] = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -92,6 +129,7 @@ class Trainer:
     def run(self, state: TrainState, geometry: hist.Geometry) -> tuple[str, TrainState]:
         cfg, p = self.cfg, self.problem
         lr, total, every = float(cfg.lr), int(cfg.steps), int(cfg.curvature.every)
+        checkpoint_every = int(cfg.checkpoint.every)
         frames = frame_schedule(total, cfg.viz.frames)
         if state.tracker and self.tracker is not None:
             self.tracker.load_state_dict(state.tracker)
@@ -101,12 +139,14 @@ class Trainer:
         try:
             for step in range(state.step, total + 1):
                 measure = every > 0 and step % every == 0
-                loss, terms = self.objective(self.net(self.params), self.params)
+                loss, terms = self.objective(self.model, self.params)  # the same function as loss_fn, minus functional_call's overhead
                 value = loss.item()
                 row: dict[str, float] = {"step": step}
                 if not math.isfinite(value) or value > cfg.diverge_above:
                     row.update(loss=value, **{f"loss_{k}": v.item() for k, v in terms.items()})
                     self._record(state, row)
+                    if not state.frame_steps or state.frame_steps[-1] != step:
+                        self._keep_frame(state, step)  # the fit at the divergence, however wild
                     status = DIVERGED
                     log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded", row["loss"], step, lr)
                     break
@@ -135,6 +175,9 @@ class Trainer:
                             n = q.numel()
                             q.sub_(lr * flat_grad[offset : offset + n].view_as(q))
                             offset += n
+                if checkpoint_every and self.on_checkpoint is not None and step < total and (step + 1) % checkpoint_every == 0:
+                    state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+                    self.on_checkpoint(state)  # theta_{step+1}, next row step+1
                 bar.update(1)
                 if step % 10 == 0:
                     bar.set_postfix(loss=f"{row['loss']:.3g}", sharpness=f"{_last(state, 'sharpness'):.3g}", refresh=False)
