@@ -938,8 +938,8 @@ def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
                 log.warning("%s failed (%s: %s)", writer.__name__, type(e).__name__, _first_line(e))
         if video is None:
             log.error("no animation written for %s; %s is there", run_dir, png.name)
-    for stale in (run_dir / ANIMATION_MP4, run_dir / ANIMATION_GIF):
-        if stale != video and stale.exists():
+    for stale in (run_dir / ANIMATION_MP4, run_dir / ANIMATION_GIF) if video is not None else ():
+        if stale != video and stale.exists():  # a new video replaces one of the other format
             _remove(stale)
             log.info("removed %s from an earlier render", stale)
     return RenderResult(png=png, video=video, frames=frames if video else 0, seconds=time.perf_counter() - started)

@@ -192,11 +192,14 @@ def test_gif_fallback_when_mp4_writing_fails(tmp_path, monkeypatch, caplog):
 
 def test_format_none_writes_no_video_but_the_png(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(), viz={**SMALL, "format": "none"})
-    (run / "animation.mp4").write_bytes(b"stale")
     result = plotting.render(run)
     assert result.video is None and result.frames == 0
     assert result.png.exists() and png_pixels(result.png).std() > 20
     assert not (run / "animation.mp4").exists() and not (run / "animation.gif").exists()
+    # Re-drawing only the PNG leaves an earlier video alone: it is the user's to delete.
+    (run / "animation.mp4").write_bytes(b"earlier")
+    plotting.render(run)
+    assert (run / "animation.mp4").read_bytes() == b"earlier"
 
 
 def test_rerender_from_the_command_line_replaces_the_video(tmp_path, capsys):
