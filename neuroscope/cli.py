@@ -20,7 +20,7 @@ log = logging.getLogger("neuroscope")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://neuroscope.conf", config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float:
     from .experiment import run
 
     hydra_cfg = HydraConfig.get()
@@ -31,6 +31,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(2)
     if result.exit_code:
         sys.exit(result.exit_code)
+    from .sweep import objective_value
+
+    return objective_value(result.summary)  # what a sweeper such as Optuna minimizes: the final gen_error
 
 
 def preflight(argv: list[str]) -> list[str]:
@@ -57,7 +60,7 @@ def preflight(argv: list[str]) -> list[str]:
     to_config(composed)
     if multirun:
         for o in parsed:
-            if o.is_sweep_override():
+            if o.is_discrete_sweep():  # interval sweeps (Optuna) have no values to list
                 for value in o.sweep_string_iterator():
                     to_config(compose(plain + [f"{o.get_key_element()}={value}"]))
         fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override()]
