@@ -131,7 +131,7 @@ class ModelConfig:
 class DeviceConfig:
     type: DeviceType = DeviceType.auto
     dtype: DType = DType.float32
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: int = 0  # torch CPU threads; 0 = auto (1 for small problems, else torch's default)
 
 
 @dataclass

@@ -105,6 +105,16 @@ def build_model(cfg: ModelConfig, input_dim: int) -> nn.Module:
     return factory(input_dim=input_dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation.value, bias=cfg.bias)
 
 
+# Below this much work per forward pass (parameters x training points), the ops are too small
+# to split across threads: one CPU thread is several times faster than two (bench_training_cost.py).
+SMALL_PROBLEM = 5_000_000
+
+
+def auto_threads(device: torch.device, n_params: int, n_points: int) -> int:
+    """``device.threads=0``: one thread for small problems on the CPU, else torch's default (0)."""
+    return 1 if device.type == "cpu" and n_params * n_points < SMALL_PROBLEM else 0
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -228,8 +238,6 @@ def run(
     if src is not None or not (run_dir / CONFIG_YAML).exists():  # Hydra wrote it already for new CLI runs
         (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
         OmegaConf.save(OmegaConf.structured(config), run_dir / CONFIG_YAML)
-    if config.device.threads > 0:
-        torch.set_num_threads(config.device.threads)
     device, dtype = resolve_device(config.device)
     seed_everything(config.seed)
     target = build_target(config.function)
@@ -238,6 +246,10 @@ def run(
     seed_everything(config.seed)
     model = build_model(config.model, config.input_dim).to(device=device, dtype=dtype)
     objective = Objective(config.loss, problem, pde)
+    n_params = sum(p.numel() for p in model.parameters())
+    threads = config.device.threads or auto_threads(device, n_params, len(problem.train_x))
+    if threads:
+        torch.set_num_threads(threads)
     geometry = hist.Geometry(
         input_dim=config.input_dim,
         plot_x=data_mod.to_numpy(problem.plot_x),
@@ -256,7 +268,6 @@ def run(
         model.load_state_dict(weights)
         hist.copy_metric_rows(src / hist.METRICS_CSV, run_dir / hist.METRICS_CSV, below_step=state.step)
         log.info("resuming %s at step %d, to step %d", src, state.step, config.steps)
-    n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "%s: %d params on %s/%s, %d training points, lr=%g (2/lr=%g), %d steps, objective: %s",
         run_dir, n_params, device, dtype, len(problem.train_x), config.lr, 2 / config.lr, config.steps,
