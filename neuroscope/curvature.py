@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -201,12 +202,14 @@ def _apply(op: Operator, v: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- solvers
 
 
-def _tridiagonal_eigh(alphas: list[float], betas: list[float]) -> tuple[Tensor, Tensor]:
-    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+def _tridiagonal_eigh(alphas: list[float], betas: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of the small Lanczos tridiagonal, ascending; in NumPy, whose per-call overhead
+    on a matrix of a few rows is a fraction of torch's (this runs once per Lanczos step)."""
+    t = np.diag(np.asarray(alphas, dtype=np.float64))
     if betas:
-        off = torch.tensor(betas, dtype=torch.float64)
-        t = t + torch.diag(off, 1) + torch.diag(off, -1)
-    return torch.linalg.eigh(t)
+        off = np.asarray(betas, dtype=np.float64)
+        t += np.diag(off, 1) + np.diag(off, -1)
+    return np.linalg.eigh(t)
 
 
 def lanczos(
@@ -239,13 +242,13 @@ def lanczos(
         beta = float(torch.linalg.vector_norm(w))
         betas.append(beta)
         theta, s = _tridiagonal_eigh(alphas, betas[:-1])
-        top = torch.argsort(theta, descending=True)[:k]
-        residuals = (beta * s[-1, top]).abs()
+        top = np.argsort(-theta, kind="stable")[:k]
+        residuals = np.abs(beta * s[-1, top])
         m = j + 1
-        if m >= max(k, min_iter) and bool((residuals <= tol * theta[top].abs()).all()):
+        if m >= max(k, min_iter) and bool((residuals <= tol * np.abs(theta[top])).all()):
             converged = True
             break
-        if beta <= _BREAKDOWN * max(float(theta.abs().max()), 1e-300):
+        if beta <= _BREAKDOWN * max(float(np.abs(theta).max()), 1e-300):
             if m >= max(k, min_iter) or m == n:
                 converged = True  # an invariant subspace: its Ritz pairs are exact
                 break
@@ -253,9 +256,11 @@ def lanczos(
             beta = float(torch.linalg.vector_norm(w))
             betas[-1] = 0.0  # the new block does not couple to the old one
         basis[m] = w / beta
-    vectors = torch.stack([_unit(y) for y in s[:, top].T @ basis[:m]], dim=1)
+    ritz = torch.from_numpy(np.ascontiguousarray(s[:, top].T)).to(op.device)
+    vectors = torch.stack([_unit(y) for y in ritz @ basis[:m]], dim=1)
     return EigenResult(
-        eigenvalues=theta[top], eigenvectors=vectors.to(op.dtype), residuals=residuals,
+        eigenvalues=torch.from_numpy(theta[top].copy()), eigenvectors=vectors.to(op.dtype),
+        residuals=torch.from_numpy(residuals.copy()),
         hvps=m, iterations=m, converged=converged,
     )
 
