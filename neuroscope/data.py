@@ -81,8 +81,9 @@ def make(cfg: Config, target: TargetFn, *, pde=None, device: torch.device, dtype
 
     collocation_x = boundary_x = None
     if pde is not None:
-        collocation_x = pde.collocation_points(lo, hi, int(cfg.loss.n_collocation), gen, torch.float64, "cpu")
-        boundary_x = pde.boundary_points(lo, hi, int(cfg.loss.n_boundary), gen, torch.float64, "cpu")
+        sampling = d.sampling.value
+        collocation_x = pde.collocation_points(lo, hi, int(cfg.loss.n_collocation), gen, torch.float64, "cpu", sampling=sampling)
+        boundary_x = pde.boundary_points(lo, hi, int(cfg.loss.n_boundary), gen, torch.float64, "cpu", sampling=sampling)
 
     def put(t: Optional[Tensor]) -> Optional[Tensor]:
         return None if t is None else t.to(device=device, dtype=dtype)

@@ -241,7 +241,7 @@ def run(
     device, dtype = resolve_device(config.device)
     seed_everything(config.seed)
     target = build_target(config.function)
-    pde = build_pde(config.loss)
+    pde = build_pde(config.loss, config.input_dim)
     problem = data_mod.make(config, target, pde=pde, device=device, dtype=dtype)
     seed_everything(config.seed)
     model = build_model(config.model, config.input_dim).to(device=device, dtype=dtype)
@@ -255,8 +255,9 @@ def run(
         plot_x=data_mod.to_numpy(problem.plot_x),
         plot_shape=problem.plot_shape,
         plot_target=data_mod.to_numpy(problem.plot_y),
-        train_x=data_mod.to_numpy(problem.train_x),
-        train_y=data_mod.to_numpy(problem.train_y),
+        # Pure physics (no data term): no training points to draw.
+        train_x=data_mod.to_numpy(problem.train_x if "data" in objective.term_names else problem.train_x[:0]),
+        train_y=data_mod.to_numpy(problem.train_y if "data" in objective.term_names else problem.train_y[:0]),
         train_box=problem.train_box,
         test_box=problem.test_box,
     )
@@ -268,9 +269,12 @@ def run(
         model.load_state_dict(weights)
         hist.copy_metric_rows(src / hist.METRICS_CSV, run_dir / hist.METRICS_CSV, below_step=state.step)
         log.info("resuming %s at step %d, to step %d", src, state.step, config.steps)
+    points = f"{len(problem.train_x)} training points" if "data" in objective.term_names else "no data term"
+    if pde is not None:
+        points += f", {len(problem.collocation_x)} collocation and {len(problem.boundary_x)} boundary points"
     log.info(
-        "%s: %d params on %s/%s, %d training points, lr=%g (2/lr=%g), %d steps, objective: %s",
-        run_dir, n_params, device, dtype, len(problem.train_x), config.lr, 2 / config.lr, config.steps,
+        "%s: %d params on %s/%s, %s, lr=%g (2/lr=%g), %d steps, objective: %s",
+        run_dir, n_params, device, dtype, points, config.lr, 2 / config.lr, config.steps,
         " + ".join(objective.term_names),
     )
     try:

@@ -65,9 +65,18 @@ def _mean_square(r: Tensor) -> Tensor:
     return (r * r).mean()
 
 
-def build_pde(cfg: LossConfig) -> Optional[object]:
+def build_pde(cfg: LossConfig, input_dim: int) -> Optional[object]:
     """The PDE problem named by ``loss.pde._target_`` (called with ``loss.pde.params``), or None."""
     if cfg.pde is None:
         return None
     factory = resolve_target(cfg.pde._target_, key="loss.pde._target_")
-    return factory(**dict(cfg.pde.params))
+    try:
+        pde = factory(**dict(cfg.pde.params))
+    except TypeError as e:
+        raise ConfigError(f"loss={cfg.name}: {cfg.pde._target_} does not accept loss.pde.params={dict(cfg.pde.params)} ({e}).") from None
+    if getattr(pde, "input_dim", input_dim) != input_dim:
+        raise ConfigError(
+            f"loss={cfg.name} is a PDE in {pde.input_dim} input dimension(s), but input_dim={input_dim}: "
+            f"set input_dim={pde.input_dim} (the loss option does unless the command line overrides it)."
+        )
+    return pde

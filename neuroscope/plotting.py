@@ -348,9 +348,10 @@ class Dashboard:
         target = np.asarray(g.plot_target, dtype=np.float64)[order]
         ax.plot(self._fit_x, np.where(np.isfinite(target), target, np.nan), color=COLORS["target"], lw=2.6, alpha=0.35,
                 label="target", solid_capstyle="round")
-        tx = np.asarray(g.train_x, dtype=np.float64).reshape(len(g.train_y), -1)[:, 0]
-        ax.plot(tx, np.asarray(g.train_y, dtype=np.float64), "o", ms=3.2 * max(self._scale, 0.6), color=COLORS["train_points"],
-                label="training points", zorder=3)
+        if len(g.train_y):  # a pure-physics run has no training points
+            tx = np.asarray(g.train_x, dtype=np.float64).reshape(len(g.train_y), -1)[:, 0]
+            ax.plot(tx, np.asarray(g.train_y, dtype=np.float64), "o", ms=3.2 * max(self._scale, 0.6),
+                    color=COLORS["train_points"], label="training points", zorder=3)
         (self.pred_line,) = ax.plot([], [], color=COLORS["prediction"], lw=2.0, label="prediction", animated=True, zorder=4)
         self.fit_note = ax.text(0.99, 0.03, "", transform=ax.transAxes, ha="right", va="bottom", color=COLORS["diverged"],
                                 fontsize=self._fs * 0.95, fontweight="bold", animated=True, zorder=6)
@@ -360,7 +361,7 @@ class Dashboard:
         ax.set_ylabel("f(x)")
         ax.set_title(f"Fit on the test box {_fmt_box(g.test_box)}, training box {_fmt_box(g.train_box)}", loc="left")
         handles, labels = ax.get_legend_handles_labels()
-        order = [labels.index(k) for k in ("prediction", "target", "training points", "training box")]
+        order = [labels.index(k) for k in ("prediction", "target", "training points", "training box") if k in labels]
         ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=4, frameon=False,
                   handlelength=1.6, columnspacing=1.4, borderaxespad=0.4)
 

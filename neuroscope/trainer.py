@@ -150,7 +150,9 @@ class Trainer:
                     status = DIVERGED
                     log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded", row["loss"], step, lr)
                     break
-                grads = torch.autograd.grad(loss, self.params, create_graph=measure)
+                # materialize: a parameter the objective ignores (e.g. the last bias under a pure
+                # u''=f residual) gets a zero gradient, not None
+                grads = torch.autograd.grad(loss, self.params, create_graph=measure, materialize_grads=True)
                 flat_grad = torch.cat([g.detach().reshape(-1) for g in grads])
                 with torch.no_grad():
                     values = [loss.detach(), *(v.detach() for v in terms.values()), _mse(self.model, p.test_x, p.test_y), _mse(self.model, p.gen_x, p.gen_y), _norm(flat_grad)]
