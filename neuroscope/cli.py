@@ -13,8 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from . import config as _config  # registers the schemas in Hydra's ConfigStore
-from .config import ConfigError, UserError
+from .config import ConfigError, UserError  # importing config registers the schemas
 
 log = logging.getLogger("neuroscope")
 

@@ -48,10 +48,6 @@ class History:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def steps(self) -> np.ndarray:
-        return self.metrics["step"]
-
-    @property
     def loss_terms(self) -> list[str]:
         """Columns of the objective's terms, e.g. ['loss_data', 'loss_l2']."""
         return [c for c in self.metrics if c.startswith("loss_")]

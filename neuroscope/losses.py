@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
-import torch
 from torch import Tensor
 
 from .config import ConfigError, DataTerm, LossConfig, resolve_target

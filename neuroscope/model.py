@@ -1,7 +1,6 @@
 """The network: a fully connected MLP, input_dim -> width x depth -> 1."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -34,10 +33,3 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)
 
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def flat_parameters(model: nn.Module) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])

@@ -14,7 +14,7 @@ import pytest
 from neuroscope import OutputError, compose, resume, train
 from neuroscope.history import read_metrics_csv
 
-from .conftest import fast_config, run_cli, single_run_dir
+from .conftest import fast_config, run_cli
 
 
 
