@@ -506,17 +506,26 @@ class SharpnessTracker:
         self.measurements = 0
         self._generator = torch.Generator().manual_seed(seed)
         self._eigenvectors: Tensor | None = None
+        # The last eigenvectors measured at even and at odd steps: at the edge of stability GD
+        # oscillates with period 2, so the Hessian two steps back is the closer one.
+        self._by_parity: dict[int, Tensor] = {}
+        self._step: int | None = None
         self._expected_hvps = max(k + 2, 4)
 
     def measure(
-        self, loss_fn: LossFn, params: Sequence[Tensor], grads: Sequence[Tensor] | None = None
+        self, loss_fn: LossFn, params: Sequence[Tensor], grads: Sequence[Tensor] | None = None,
+        *, step: int | None = None,
     ) -> EigenResult:
         """Top-k eigenpairs of the Hessian of ``loss_fn`` at ``params``.
 
         ``grads``, if given, must be ``torch.autograd.grad(loss_fn(params), params,
         create_graph=True)`` at these same parameters: products then reuse that graph.
+        ``step``, the GD step, lets the warm start come from the latest measurement at a step
+        of the same parity (measured here: 5.0 -> 2.3 products per measurement at the edge of
+        stability when measuring every step); without it, from the previous measurement.
         """
         params = list(params)
+        self._step = step
         with torch.enable_grad():
             if self.method == "exact":
                 result = dense_eigenpairs(exact_hessian(loss_fn, params), k=self.k)
@@ -527,6 +536,8 @@ class SharpnessTracker:
                 self._expected_hvps = result.hvps
                 result = replace(result, hvps=result.hvps + spent, hvp=variant)
         self._eigenvectors = result.eigenvectors.detach().clone()
+        if step is not None:
+            self._by_parity[step % 2] = self._eigenvectors
         self.measurements += 1
         return result
 
@@ -552,9 +563,11 @@ class SharpnessTracker:
         )
 
     def _warm_start(self, op: HessianOperator) -> Tensor | None:
-        """The previous top eigenvector; for k > 1 the sum of the previous k, so that the first
-        k Krylov vectors nearly span them."""
+        """The previous top eigenvector (at a step of the same parity, when steps are given);
+        for k > 1 the sum of the previous k, so that the first k Krylov vectors nearly span them."""
         previous = self._eigenvectors
+        if self._step is not None and self._step % 2 in self._by_parity:
+            previous = self._by_parity[self._step % 2]
         if previous is None or previous.shape != (op.size, self.k):
             return None
         return previous.to(op.device, torch.float64).sum(dim=1)
@@ -563,6 +576,7 @@ class SharpnessTracker:
         """What a resumed run needs to continue warm: previous eigenvectors, RNG, HVP timings."""
         return {
             "eigenvectors": None if self._eigenvectors is None else self._eigenvectors.cpu().clone(),
+            "by_parity": {parity: v.cpu().clone() for parity, v in self._by_parity.items()},
             "costs": None if self.costs is None else asdict(self.costs),
             "expected_hvps": self._expected_hvps,
             "measurements": self.measurements,
@@ -572,6 +586,7 @@ class SharpnessTracker:
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``: the next measurement is warm."""
         self._eigenvectors = state["eigenvectors"]
+        self._by_parity = dict(state.get("by_parity", {}))
         self.costs = None if state["costs"] is None else HvpCosts(**state["costs"])
         self._expected_hvps = state["expected_hvps"]
         self.measurements = state["measurements"]

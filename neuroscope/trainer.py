@@ -163,7 +163,7 @@ class Trainer:
                 if len(p.gen_x) == 0:  # the test box is the training box: nothing to generalize to
                     del row["gen_error"]
                 if measure:
-                    row.update(self._measure(grads, flat_grad, lr, last=step == total))
+                    row.update(self._measure(grads, flat_grad, lr, step=step, last=step == total))
                 del grads, loss, terms
                 if step in frames:
                     self._keep_frame(state, step)
@@ -194,8 +194,8 @@ class Trainer:
             state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
         return status, state
 
-    def _measure(self, grads, flat_grad: Tensor, lr: float, last: bool) -> dict[str, float]:
-        result = self.tracker.measure(self.loss_fn, self.params, grads)
+    def _measure(self, grads, flat_grad: Tensor, lr: float, step: int, last: bool) -> dict[str, float]:
+        result = self.tracker.measure(self.loss_fn, self.params, grads, step=step)
         eig = result.eigenvalues.to(torch.float64).tolist()
         row: dict[str, float] = {"sharpness": eig[0]}
         row.update({f"lambda_{i}": v for i, v in enumerate(eig[1:], start=2)})

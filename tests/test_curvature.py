@@ -328,6 +328,40 @@ def test_warm_start_uses_fewer_hvps_than_cold_and_stays_accurate():
     assert_top_eigenpairs_match(warm, reference_hessian(loss_fn, params), 1)
 
 
+def test_warm_start_comes_from_the_last_step_of_the_same_parity():
+    # GD at the edge of stability alternates between two states: A, B, A, B ... Measuring A
+    # again should start from A's eigenvector (two steps back), not from B's.
+    net = mlp(seed=0)
+    loss_fn = objective(net)
+    params = list(net.parameters())
+    state_a = [p.detach().clone() for p in params]
+
+    def set_state(values):
+        with torch.no_grad():
+            for p, v in zip(params, values):
+                p.copy_(v)
+
+    def alternate(tracker, steps):
+        results = []
+        for step in range(3):
+            set_state(state_a)
+            if step % 2:
+                gd_step(loss_fn, params, lr=0.3)  # state B: far enough to move the eigenvector
+            results.append(tracker.measure(loss_fn, params, step=step if steps else None))
+        return results
+
+    with_steps = alternate(SharpnessTracker(hvp="reuse"), steps=True)
+    without = alternate(SharpnessTracker(hvp="reuse"), steps=False)
+    assert with_steps[2].hvps == 1 < without[2].hvps  # A's own eigenvector: converged at once
+    assert with_steps[2].converged and torch.allclose(with_steps[2].eigenvalues, without[2].eigenvalues, rtol=1e-6)
+    restored = SharpnessTracker(hvp="reuse")
+    tracker = SharpnessTracker(hvp="reuse")
+    alternate(tracker, steps=True)
+    restored.load_state_dict(tracker.state_dict())
+    set_state(state_a)
+    assert restored.measure(loss_fn, params, step=4).hvps == 1  # the parity memory survives resume
+
+
 def test_warm_start_with_k3_stays_accurate_and_is_cheaper():
     net = mlp(seed=3)
     loss_fn = objective(net)
