@@ -445,6 +445,16 @@ def _limits(values: list[np.ndarray], *, log: bool, floor: Optional[float] = Non
     return lo - (pad if lo < 0 else 0.0), hi + pad
 
 
+def _draw_curves(ax: Any, jobs: Sequence[Job], column: str, color: Any, lims: Optional[tuple[float, float]], *,
+                 lw: float, times_lr: bool = False) -> None:
+    """One curve per job (scaled by its lr with ``times_lr``); a diverged job's ends in a mark."""
+    for job in jobs:
+        x, y = _curve(job, column, job.lr if times_lr else 1.0)
+        ax.plot(x, y, color=color(job), lw=lw, ls=_line_style(job))
+        if job.status == DIVERGED:
+            _mark_end(ax, job, x, y, lims)
+
+
 def _mark_end(ax: Any, job: Job, x: np.ndarray, y: np.ndarray, lims: Optional[tuple[float, float]]) -> None:
     """An x where a diverged run stopped: at its last value, or at the panel's top edge when that
     value is off the scale or was not measured at the last step."""
@@ -524,13 +534,10 @@ def _draw(sweep: Sweep) -> Any:
         drawn = [j for j in jobs if j.metrics]
 
         # 1. sharpness and each job's 2/lr
+        _draw_curves(ax_s, drawn, "sharpness", color, s_lims, lw=1.4)
         for job in drawn:
-            x, y = _curve(job, "sharpness")
-            ax_s.plot(x, y, color=color(job), lw=1.4, ls=_line_style(job))
             if job.lr > 0:
                 ax_s.axhline(2 / job.lr, color=color(job), ls="--", lw=1.1, alpha=0.9)
-            if job.status == DIVERGED:
-                _mark_end(ax_s, job, x, y, s_lims)
         if s_log:
             ax_s.set_yscale("log")
             _label_log_axis(ax_s.yaxis)
@@ -540,11 +547,7 @@ def _draw(sweep: Sweep) -> Any:
         ax_s.set_ylabel("top Hessian eigenvalue")
 
         # 2. lr·sharpness against 2
-        for job in drawn:
-            x, y = _curve(job, "sharpness", job.lr)
-            ax_n.plot(x, y, color=color(job), lw=1.4, ls=_line_style(job))
-            if job.status == DIVERGED:
-                _mark_end(ax_n, job, x, y, n_lims)
+        _draw_curves(ax_n, drawn, "sharpness", color, n_lims, lw=1.4, times_lr=True)
         edge_line = ax_n.axhline(2.0, color="black", ls="--", lw=1.2)
         edge_legend = ax_n.legend([edge_line], ["edge of stability: lr·λ = 2"], loc="lower right", fontsize=8.5, framealpha=0.85)
         ax_n.add_artist(edge_legend)  # kept when the jobs' legend is attached to this panel
@@ -554,11 +557,7 @@ def _draw(sweep: Sweep) -> Any:
         ax_n.set_ylabel("lr · λ_max")
 
         # 3. the loss
-        for job in drawn:
-            x, y = _curve(job, "loss")
-            ax_l.plot(x, y, color=color(job), lw=1.2, ls=_line_style(job))
-            if job.status == DIVERGED:
-                _mark_end(ax_l, job, x, y, l_lims)
+        _draw_curves(ax_l, drawn, "loss", color, l_lims, lw=1.2)
         ax_l.set_yscale("log")
         _label_log_axis(ax_l.yaxis)
         if l_lims:
