@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.animation import FFMpegWriter, FuncAnimation  # noqa: E402
 
-from neuroscope import history as hist  # noqa: E402
+from neuroscope import rundir as hist  # noqa: E402
 from neuroscope import plotting  # noqa: E402
 from neuroscope.config import VizConfig  # noqa: E402
 

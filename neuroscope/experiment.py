@@ -23,16 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from . import data as data_mod
-from . import history as hist
+from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, OutputError, DeviceType, FunctionConfig, ModelConfig, resolve_target, validate
 from .losses import Objective, build_pde
 from .trainer import DIVERGED, INTERRUPTED, Trainer, TrainState, load_checkpoint, metric_columns, save_checkpoint
 
 log = logging.getLogger("neuroscope")
 
-MODEL_PT = "model.pt"
-CHECKPOINT_PT = "checkpoint.pt"
-CONFIG_YAML = Path(".hydra") / "config.yaml"
+MODEL_PT, CHECKPOINT_PT, CONFIG_YAML = hist.MODEL_PT, hist.CHECKPOINT_PT, hist.CONFIG_YAML
 
 
 @dataclass
@@ -345,26 +343,15 @@ def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:
 def make_summary(config: Config, history: hist.History, status: str, state: TrainState, *, device: torch.device, n_params: int) -> dict[str, Any]:
     m = history.metrics
     steps_done = int(m["step"][-1]) if len(m["step"]) else 0
-
-    def final(col: str) -> float:
-        v = m[col][~np.isnan(m[col])] if col in m else np.array([])
-        return float(v[-1]) if len(v) else math.nan
-
-    def best(col: str) -> float:
-        v = m[col][np.isfinite(m[col])] if col in m else np.array([])
-        return float(v.min()) if len(v) else math.nan
-
-    sharp = m["sharpness"][np.isfinite(m["sharpness"])]
-    late = m["sharpness"][m["step"] >= 0.8 * steps_done]
-    late = late[np.isfinite(late)]
-    edge = 2.0 / config.lr
+    values = hist.summary_values(m, config.lr)
+    measured = np.isfinite(m["sharpness"])
     return {
         "status": status,
         "name": config.name,
         "function": config.function.name,
         "loss": config.loss.name,
         "lr": config.lr,
-        "two_over_lr": edge,
+        "two_over_lr": 2.0 / config.lr,
         "steps": config.steps,
         "steps_done": steps_done,
         "diverged_at_step": steps_done if status == DIVERGED else None,
@@ -372,12 +359,9 @@ def make_summary(config: Config, history: hist.History, status: str, state: Trai
         "seed": config.seed,
         "n_params": n_params,
         "loss_terms": [c for c in m if c.startswith("loss_")],
-        "final": {c: final(c) for c in ("loss", "test_error", "gen_error", "sharpness")},
-        "best": {c: best(c) for c in ("loss", "test_error", "gen_error")},
-        "max_sharpness": float(sharp.max()) if len(sharp) else math.nan,
-        "late_sharpness_over_edge": float(late.mean() / edge) if len(late) else math.nan,
+        **values,
         "curvature": {
-            "measurements": int(len(sharp)),
+            "measurements": int(measured.sum()),
             "hvps_total": int(np.nansum(m["hvps"])) if "hvps" in m else 0,
             "not_converged": int(np.sum(m["eig_converged"] == 0)) if "eig_converged" in m else 0,
         },

@@ -34,34 +34,14 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from .config import ConfigError, VideoFormat, VizConfig
-from .history import History, load
+from .rundir import History, load
 
 log = logging.getLogger(__name__)
 
-DASHBOARD_PNG = "dashboard.png"
-ANIMATION_MP4 = "animation.mp4"
-ANIMATION_GIF = "animation.gif"
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+from .rundir import ANIMATION_GIF, ANIMATION_MP4, DASHBOARD_PNG  # noqa: E402
+from .rundir import CONFIG_YAML as HYDRA_CONFIG  # noqa: E402
 
-# One colour per quantity, the same in every panel.
-COLORS = {
-    "prediction": "#1f77b4",  # the model: prediction and training loss share it
-    "loss": "#1f77b4",
-    "target": "#3a3a3a",
-    "train_points": "#111111",
-    "train_box": "#ff7f0e",  # in-box, like the test error
-    "test_error": "#ff7f0e",
-    "gen_error": "#9467bd",  # out-of-box
-    "sharpness": "#2ca02c",
-    "eos": "#d62728",  # the 2/lr line
-    "projection": "#8c564b",
-    "now": "#666666",
-    "diverged": "#d62728",
-    "interrupted": "#e6a100",
-}
-TERM_COLORS = {"loss_data": "#17becf", "loss_l2": "#bcbd22", "loss_pde": "#e377c2", "loss_bc": "#7f7f7f"}
-EXTRA_TERM_COLORS = ["#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
-LAMBDA_COLORS = ["#74c476", "#a1d99b", "#c7e9c0", "#bcdcb4"]
+from .viz.style import COLORS, EXTRA_TERM_COLORS, LAMBDA_COLORS, TERM_COLORS  # noqa: E402
 
 MAX_LINE_POINTS = 2400  # per curve; longer runs are min/max-decimated (spikes survive)
 MAX_SURFACE_CELLS = 40  # per side of the 3D surface

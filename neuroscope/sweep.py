@@ -28,7 +28,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import history as hist
+from . import rundir as hist
 
 try:  # hydra is a dependency; the fallback only keeps this module importable on its own
     from hydra.experimental.callback import Callback
@@ -42,7 +42,8 @@ SWEEP_PNG = "sweep.png"
 MULTIRUN_YAML = "multirun.yaml"
 HYDRA_DIR = ".hydra"
 
-FINISHED, DIVERGED, INTERRUPTED, FAILED, MISSING = "finished", "diverged", "interrupted", "failed", "missing"
+from .rundir import DIVERGED, FAILED, FINISHED, INTERRUPTED, MISSING  # noqa: E402
+from .viz.style import COLORS  # noqa: E402
 
 # What an optimizing sweeper (Optuna) is told for a diverged run or a non-finite metric: a
 # finite number worse than any real error, so the trial counts as a bad one, not a failure.
@@ -191,29 +192,11 @@ def _last_error(folder: Path) -> str:
 
 
 def metrics_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, float]:
-    """The summary numbers from a metrics table, with ``make_summary``'s definitions: the last
-    recorded (non-NaN) value; the largest sharpness; the mean sharpness over the last 20% of
-    the steps done, divided by 2/lr."""
-    nan = math.nan
-    if not metrics or "step" not in metrics or not len(metrics["step"]):
-        return {c: nan for c in METRIC_COLUMNS}
-
-    def last(col: str) -> float:
-        v = metrics[col][~np.isnan(metrics[col])] if col in metrics else np.array([])
-        return float(v[-1]) if len(v) else nan
-
-    step = metrics["step"]
-    sharp = metrics.get("sharpness", np.full(len(step), nan))
-    finite = sharp[np.isfinite(sharp)]
-    late = sharp[(step >= 0.8 * step[-1]) & np.isfinite(sharp)]
-    return {
-        "final_loss": last("loss"),
-        "final_test_error": last("test_error"),
-        "final_gen_error": last("gen_error"),
-        "final_sharpness": last("sharpness"),
-        "max_sharpness": float(finite.max()) if len(finite) else nan,
-        "late_sharpness_over_edge": float(late.mean() * lr / 2) if len(late) and lr > 0 else nan,
-    }
+    """METRIC_COLUMNS from a metrics table, as a run's summary defines them (``hist.summary_values``)."""
+    values = hist.summary_values(metrics, lr)
+    row = {f"final_{k}": v for k, v in values["final"].items()}
+    row.update(max_sharpness=values["max_sharpness"], late_sharpness_over_edge=values["late_sharpness_over_edge"])
+    return row
 
 
 def _read_job(folder: Path, expected: Optional[list[str]]) -> Job:
@@ -379,8 +362,8 @@ def format_table(sweep: Sweep) -> str:
 
 
 MAX_ROWS = 6  # more groups than this: one row, the other keys go into the labels
-ERROR_COLORS = {"test_error": "#ff7f0e", "gen_error": "#9467bd"}
-DIVERGED_COLOR = "#d62728"
+ERROR_COLORS = {m: COLORS[m] for m in ("test_error", "gen_error")}
+DIVERGED_COLOR = COLORS["diverged"]
 
 
 def _fmt_value(value: Optional[str]) -> str:

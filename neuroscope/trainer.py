@@ -20,14 +20,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from . import history as hist
+from . import rundir as hist
 from .config import Config
 from .data import Problem, to_numpy
 from .losses import Objective
 
 log = logging.getLogger(__name__)
 
-FINISHED, DIVERGED, INTERRUPTED = "finished", "diverged", "interrupted"
+from .rundir import DIVERGED, FINISHED, INTERRUPTED  # noqa: E402  (re-exported for the run)
 
 
 @dataclass

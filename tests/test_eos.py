@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuroscope.history import read_metrics_csv
+from neuroscope.rundir import read_metrics_csv
 
 from .conftest import run_cli, single_run_dir
 

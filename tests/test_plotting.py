@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neuroscope import history as hist
+from neuroscope import rundir as hist
 from neuroscope import plotting
 from neuroscope.config import VideoFormat, VizConfig
 

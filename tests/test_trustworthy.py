@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from neuroscope import OutputError, compose, resume, train
-from neuroscope.history import read_metrics_csv
+from neuroscope.rundir import read_metrics_csv
 
 from .conftest import fast_config, run_cli
 

@@ -1,7 +1,10 @@
-"""What a run recorded, and its files: ``metrics.csv`` (streamed while training),
-``history.npz`` (metrics, dashboard frames and the problem's geometry) and ``summary.json``.
+"""A run folder: the name of every file in it, the statuses a run can end in, what a run
+recorded (``History``) and how it is written and read: ``metrics.csv`` (streamed while
+training), ``history.npz`` (metrics, dashboard frames and the problem's geometry) and
+``summary.json``; and the summary numbers ("final", "best", "late") defined once, for runs
+and sweeps alike.
 
-Readers (plotting, sweep summaries) use ``load``; they never need the trainer or torch.
+Readers (viz, sweep summaries) use ``load``; nothing here needs the trainer or torch.
 """
 from __future__ import annotations
 
@@ -16,9 +19,25 @@ from typing import Any, Mapping
 
 import numpy as np
 
+# Every file of a run folder (a sweep folder adds SUMMARY_CSV and SWEEP_PNG).
 METRICS_CSV = "metrics.csv"
 HISTORY_NPZ = "history.npz"
 SUMMARY_JSON = "summary.json"
+MODEL_PT = "model.pt"
+CHECKPOINT_PT = "checkpoint.pt"
+CONFIG_YAML = Path(".hydra") / "config.yaml"
+DASHBOARD_PNG = "dashboard.png"
+ANIMATION_MP4 = "animation.mp4"
+ANIMATION_GIF = "animation.gif"
+SUMMARY_CSV = "summary.csv"
+SWEEP_PNG = "sweep.png"
+
+# How a run ends (summary.json "status"); a sweep adds FAILED (a folder without a summary)
+# and MISSING (a launched job without a folder).
+FINISHED, DIVERGED, INTERRUPTED = "finished", "diverged", "interrupted"
+FAILED, MISSING = "failed", "missing"
+
+LATE_FRACTION = 0.2  # "late" values: the mean over the last 20% of the steps done
 
 
 @dataclass
@@ -96,7 +115,7 @@ def _format(value: Any) -> str:
         return str(int(value))
     if isinstance(value, (int, np.integer)):
         return str(int(value))
-    return repr(float(value))  # shortest round-trip form ('nan', 'inf' too): the CSV is exact  # shortest round-trip form: the CSV is exact
+    return repr(float(value))  # shortest round-trip form ('nan', 'inf' too): the CSV is exact
 
 
 def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -196,3 +215,37 @@ def _jsonable(value: Any) -> Any:
         return value if math.isfinite(value) else str(value)
     return value
 
+
+
+# ----------------------------------------------------------------------------- summary values
+
+
+def last_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
+    """The last recorded (non-NaN) value of a column; NaN if there is none."""
+    v = np.asarray(metrics.get(column, ()), dtype=np.float64)
+    v = v[~np.isnan(v)]
+    return float(v[-1]) if len(v) else math.nan
+
+
+def best_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
+    """The smallest finite value of a column; NaN if there is none."""
+    v = np.asarray(metrics.get(column, ()), dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.min()) if len(v) else math.nan
+
+
+def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, Any]:
+    """The numbers a run's summary and a sweep's table report, from a metrics table:
+    ``final`` (last recorded value), ``best`` (smallest), the largest sharpness and
+    ``late_sharpness_over_edge``: the mean sharpness over the last ``LATE_FRACTION`` of the
+    steps done, divided by 2/lr."""
+    step = np.asarray(metrics.get("step", ()), dtype=np.float64)
+    sharp = np.asarray(metrics.get("sharpness", np.full(len(step), np.nan)), dtype=np.float64)
+    finite = np.isfinite(sharp)
+    late = sharp[finite & (step >= (1 - LATE_FRACTION) * step[-1])] if len(step) else sharp[:0]
+    return {
+        "final": {c: last_value(metrics, c) for c in ("loss", "test_error", "gen_error", "sharpness")},
+        "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error")},
+        "max_sharpness": float(sharp[finite].max()) if finite.any() else math.nan,
+        "late_sharpness_over_edge": float(late.mean() * lr / 2) if len(late) and lr > 0 else math.nan,
+    }
