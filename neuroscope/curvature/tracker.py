@@ -28,7 +28,7 @@ class SharpnessTracker:
     (PyHessian's cold power iteration, the reference, stopped by its own rule, relative change
     of the Rayleigh quotient < ``tol``, within ``max_iter`` products per eigenpair: the
     tracker's ``tol`` and ``max_iter``, as for Lanczos; PyHessian's own 1e-3 and 100 are what
-    ``power_iteration`` defaults to, the config's 1e-4 and 30 are tighter and shorter) or
+    ``power_iteration`` defaults to, the tracker's own 1e-4 and 30 are tighter and shorter) or
     "exact" (dense Hessian and ``eigh``; small nets only).
 
     ``hvp``: a variant of ``HVP_VARIANTS``, or "auto": the first measurement times the
