@@ -1,0 +1,76 @@
+"""What every curvature operator and eigen-solver shares: the operator protocol, the result
+record, and the helpers on flat parameter vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+LossFn = Callable[[Sequence[Tensor]], Tensor]
+
+
+class Operator(Protocol):
+    """A symmetric matrix-free operator on flat vectors: all the solvers need to know."""
+
+    size: int
+    device: torch.device
+    dtype: torch.dtype
+    hvps: int
+
+    def matvec(self, v: Tensor) -> Tensor: ...
+
+
+@dataclass
+class EigenResult:
+    """Top-k eigenpairs of one operator, and what finding them cost.
+
+    ``eigenvalues`` and ``residuals`` are float64 on the CPU; ``eigenvectors`` has unit columns
+    in the flat parameter space, in the parameters' dtype and device.
+    """
+
+    eigenvalues: Tensor  # (k,), largest algebraic first
+    eigenvectors: Tensor  # (n, k)
+    residuals: Tensor  # (k,), ||H v_i - lambda_i v_i||
+    hvps: int  # Hessian-vector products spent on this measurement
+    iterations: int
+    converged: bool  # every residual <= tol * |lambda_i|
+    hvp: str = ""  # Hessian-vector product variant used ("exact" for the dense method)
+
+    @property
+    def sharpness(self) -> float:
+        """The top (algebraic) eigenvalue."""
+        return float(self.eigenvalues[0])
+
+
+def flatten(tensors: Sequence[Tensor]) -> Tensor:
+    """Concatenate tensors into one flat vector, in order."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def unflatten(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """Split a flat vector into views shaped like ``like``."""
+    chunks = torch.split(vector, [p.numel() for p in like])
+    return [c.view_as(p) for c, p in zip(chunks, like)]
+
+
+def unit(v: Tensor) -> Tensor:
+    """``v`` scaled to norm 1 (the zero vector stays zero)."""
+    norm = torch.linalg.vector_norm(v)
+    return v / norm if norm > 0 else v
+
+
+def random_vector(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """A standard normal float64 vector, drawn on the CPU so that a seed means the same on any device."""
+    return torch.randn(n, dtype=torch.float64, generator=generator).to(device)
+
+
+def orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
+    """Remove from ``w`` its components along the orthonormal rows of ``basis``; twice (CGS2)."""
+    if basis.shape[0] == 0:
+        return w
+    for _ in range(2):
+        w = w - basis.T @ (basis @ w)
+    return w
