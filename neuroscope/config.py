@@ -308,14 +308,25 @@ def resolve_target(path: str, *, key: str) -> Any:
     try:
         return get_object(path)
     except Exception as e:
-        cause = e.__cause__ or e
-        reason = f"{type(cause).__name__}: {' '.join(str(cause).split())}"
+        reason = _import_failure(e)
     finally:
         hydra_log.disabled = disabled
     raise ConfigError(
         f"{key}={path!r} cannot be imported ({reason}). Give the dotted path of an importable callable, "
         "e.g. neuroscope.functions.sin or mypackage.mymodule.myfunc, with its module on PYTHONPATH."
     )
+
+
+def _import_failure(error: BaseException) -> str:
+    """The reason an import failed, in one line: the first missing attribute if that is what
+    it came down to, else the innermost cause (get_object wraps both in an ImportError)."""
+    chain: list[BaseException] = []  # from the last exception raised back to the first
+    e: BaseException | None = error
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    root = next((c for c in reversed(chain) if isinstance(c, AttributeError)), chain[-1])
+    return f"{type(root).__name__}: {' '.join(str(root).split())}"
 
 
 def explain_compose_error(error: BaseException, overrides: list[str]) -> str:

@@ -23,7 +23,7 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target, to_config
 from .losses import Objective, build_pde
-from .resume import continue_run, resume_config, save_checkpoint
+from .checkpoint import continue_run, resume_config, save_checkpoint
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
 from .summary import log_outcome, make_summary
 from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns

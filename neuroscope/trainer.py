@@ -128,7 +128,7 @@ class Trainer:
                 if step < s.steps:
                     self._update(flat_grad)
                 if s.checkpoint_every and self.on_checkpoint is not None and step < s.steps and (step + 1) % s.checkpoint_every == 0:
-                    state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+                    state.tracker = self._tracker_state()
                     self.on_checkpoint(state)  # theta_{step+1}, next row step+1
                 bar.update(1)
                 if step % 10 == 0:
@@ -141,8 +141,11 @@ class Trainer:
             bar.close()
             self.writer.flush()
             state.train_seconds += time.perf_counter() - started
-            state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+            state.tracker = self._tracker_state()
         return status, state
+
+    def _tracker_state(self) -> dict[str, Any]:
+        return self.tracker.state_dict() if self.tracker is not None else {}
 
     def _row(self, step: int, loss: Tensor, terms: dict[str, Tensor]) -> tuple[dict[str, float], Tensor]:
         """The metrics row of theta_step, and the flat gradient of the loss there."""

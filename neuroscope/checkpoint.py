@@ -1,5 +1,6 @@
-"""Continuing a run: its checkpoint file (weights plus the whole TrainState), the config of
-the run to continue with what may change applied, and the restored state it continues from.
+"""Checkpoints and continuing a run from one: the checkpoint file (weights plus the whole
+TrainState), the config of the run to continue with what may change applied, and the restored
+state it continues from. (Not ``resume.py``: that name would shadow ``neuroscope.resume``.)
 """
 from __future__ import annotations
 
