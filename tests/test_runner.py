@@ -12,7 +12,8 @@ import torch
 from torch.func import functional_call, hessian
 
 from neuroscope import train
-from neuroscope.experiment import build_model, seed_everything, to_config
+from neuroscope.config import to_config
+from neuroscope.run import build_model, seed_everything
 from neuroscope.rundir import read_metrics_csv
 
 from .conftest import fast_config, run_cli, single_run_dir
