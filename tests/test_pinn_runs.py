@@ -32,6 +32,7 @@ def relative_l2(cfg, model) -> float:
     return ((pred - exact).norm() / exact.norm()).item()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["poisson1d", "poisson2d"])
 def test_pure_physics_poisson_reaches_one_percent_relative_l2_within_2000_steps(loss, tmp_path):
     # The preset as a user runs it (sharpness tracking off only to save time: it does not
