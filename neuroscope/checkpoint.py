@@ -150,7 +150,7 @@ def check_resume_target(src: str | os.PathLike, run_dir: str | os.PathLike) -> N
         raise ConfigError(
             f"resume={src} would write the resumed run into the folder it continues ({run_dir}): its config.yaml, "
             "metrics.csv and checkpoint.pt would be replaced while they are read. Pick another folder for the resumed "
-            f"run, e.g. hydra.run.dir={Path(src).name}-resumed (CLI) or out_dir=... (Python API); {src} was left as it was."
+            f"run, e.g. hydra.run.dir={Path(src)}-resumed (CLI) or out_dir=... (Python API); {src} was left as it was."
         )
 
 
@@ -188,8 +188,8 @@ def check_unchanged(src: Path, config: Config, checkpoint: Checkpoint) -> None:
     raise ConfigError(
         f"resume={src}: its {CONFIG_YAML} is not the config the run was trained with, which {CHECKPOINT_PT} records: "
         f"{'; '.join(changed) or 'the recorded fingerprint does not match'}. The file was edited after the run, so "
-        "resuming would continue a different experiment. Undo the edit (only steps, viz.*, progress, checkpoint.*, "
-        "device.threads and diverge_above may change, on the command line), or start a new run."
+        f"resuming would continue a different experiment. Undo the edit (only {', '.join(k for k in RESUMABLE_KEYS if k != 'resume')} may "
+        "change, on the command line), or start a new run."
     )
 
 
