@@ -144,7 +144,7 @@ def copy_metric_rows(src: str | os.PathLike, dst: str | os.PathLike, *, length: 
     with open(src, "rb") as f:
         head = f.read(length)
     if len(head) < length or not head.endswith(b"\n"):
-        raise ValueError(f"{src} has {len(head)} bytes of complete rows where its checkpoint counted {length}")
+        raise ValueError(f"{src} does not start with the {length} bytes of complete rows its checkpoint counted")
     lines = head.decode().splitlines(keepends=True)
     kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) < below_step]
     with open(dst, "w", newline="") as f:
