@@ -63,6 +63,8 @@ def preflight(argv: list[str]) -> list[str]:
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     composed = compose(plain + [a for a in argv if a.lstrip("+~").startswith("hydra")], return_hydra_config=True)
     check_output_root(Path(composed.hydra.sweep.dir if multirun else composed.hydra.run.dir))
+    if composed.resume is not None and not multirun:
+        _check_resume(composed, plain)
     del composed.hydra
     to_config(composed)
     if multirun:
@@ -70,6 +72,16 @@ def preflight(argv: list[str]) -> list[str]:
         fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override()]
         return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed + ['experiment'])}]"]
     return []
+
+
+def _check_resume(composed: DictConfig, overrides: list[str]) -> None:
+    """``resume=RUN_DIR``: before Hydra writes the new run's .hydra/ folder, refuse RUN_DIR itself
+    as that folder (Hydra would replace the config the resume reads) and check that the run can
+    be continued (its checkpoint, its config, what the overrides change)."""
+    from .checkpoint import check_resume_target, resume_config
+
+    check_resume_target(composed.resume, composed.hydra.run.dir)
+    resume_config(composed.resume, overrides)
 
 
 def _check_swept_values(composed: DictConfig, plain: list[str], parsed: list["Override"], parser: "OverridesParser") -> None:

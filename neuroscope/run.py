@@ -23,7 +23,8 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target, to_config
 from .losses import Objective, build_pde
-from .checkpoint import continue_run, resume_config, save_checkpoint
+from .checkpoint import check_resume_target, continue_run, resume_config, save_checkpoint
+from .faults import fault_point
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
 from .summary import log_outcome, make_summary
 from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
@@ -224,6 +225,7 @@ def run(
     config = to_config(cfg)
     src = Path(config.resume) if config.resume else None
     if src is not None:
+        check_resume_target(src, run_dir)
         config = resume_config(src, overrides)
     check_writable(run_dir)
     if src is not None or not (run_dir / CONFIG_YAML).exists():  # Hydra wrote it already for new CLI runs
@@ -238,10 +240,15 @@ def run(
         if src is not None:
             summary["resumed_from"] = str(src)
         hist.save(history, run_dir)
+        fault_point("final_save", "history")
         torch.save(setup.model.state_dict(), run_dir / MODEL_PT)
-        save_checkpoint(run_dir / CHECKPOINT_PT, setup.model, state)
+        fault_point("final_save", "model")
         summary["wall_seconds"] = time.perf_counter() - started
         hist.write_summary(run_dir, summary)
+        fault_point("final_save", "summary")
+        # last: until it is replaced, the latest periodic checkpoint resumes to the same rows
+        metrics_bytes = (run_dir / hist.METRICS_CSV).stat().st_size  # the writer fsynced it on close
+        save_checkpoint(run_dir / CHECKPOINT_PT, setup.model, state, config=config, metrics_bytes=metrics_bytes, status=status)
     except OSError as e:
         raise output_error(run_dir, e) from None
     history.meta = summary
@@ -272,7 +279,7 @@ def _train(
         trainer = Trainer(
             model=setup.model, problem=setup.problem, objective=setup.objective, writer=writer, settings=settings,
             tracker=_tracker(config), should_stop=lambda: received() is not None, on_frame=_live_view(config),
-            on_checkpoint=lambda st: save_checkpoint(run_dir / CHECKPOINT_PT, setup.model, st), progress=progress,
+            on_checkpoint=lambda st: _checkpoint(run_dir, setup.model, st, config, writer), progress=progress,
         )
         try:
             status, state = trainer.run(state, where)
@@ -280,6 +287,12 @@ def _train(
             writer.close()
         signum = received()
     return status, state, trainer.history(state, where), signum
+
+
+def _checkpoint(run_dir: Path, model: nn.Module, state: TrainState, config: Config, writer: hist.MetricsWriter) -> None:
+    """A checkpoint during training, written only once every row it covers is on disk."""
+    save_checkpoint(run_dir / CHECKPOINT_PT, model, state, config=config, metrics_bytes=writer.sync())
+    fault_point("after_checkpoint", state.step)
 
 
 def _tracker(config: Config) -> Optional["SharpnessTracker"]:
