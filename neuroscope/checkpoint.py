@@ -4,6 +4,7 @@ state it continues from. (Not ``resume.py``: that name would shadow ``neuroscope
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -40,9 +41,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, state: TrainState
             "train_seconds": state.train_seconds,
         },
     }
-    tmp = f"{path}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_torch(path, payload)
+
+
+def write_torch(path: str | os.PathLike, obj: object) -> None:
+    """``torch.save`` into memory, then an atomic write: a full disk is then an OSError (torch's
+    own file writer reports it as a RuntimeError) and leaves no partial file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    hist.write_atomic(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], TrainState]:
