@@ -238,7 +238,7 @@ def run(
             if src is not None:
                 summary["resumed_from"] = str(src)
             summary["render"] = "pending" if render else "off"
-            _save(run_dir, history, setup.model, state, summary, started, received())
+            _save(run_dir, history, setup.model, state, summary, started, received)
         except OSError as e:
             raise output_error(run_dir, e, kept) from None
         history.meta = summary
@@ -279,13 +279,13 @@ def _hydra_wrote_config(run_dir: Path) -> bool:
 
 
 def _save(run_dir: Path, history: hist.History, model: nn.Module, state: TrainState, summary: dict[str, Any],
-          started: float, signum: Optional[int]) -> None:
+          started: float, received: Callable[[], Optional[int]]) -> None:
     """Every file of the run, each written atomically; the summary last (its presence says the
-    others are complete)."""
+    others are complete, and it names a signal that came while they were written)."""
     hist.save(history, run_dir)
     write_torch(run_dir / MODEL_PT, model.state_dict())
     save_checkpoint(run_dir / CHECKPOINT_PT, model, state)
-    _write_summary(run_dir, summary, started, signum)
+    _write_summary(run_dir, summary, started, received())
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any], started: float, signum: Optional[int]) -> None:
