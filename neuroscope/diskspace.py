@@ -10,6 +10,7 @@ from .config import OutputError, VideoFormat, VizConfig
 from .rundir import ANIMATION_GIF, ANIMATION_MP4, CHECKPOINT_PT, DASHBOARD_PNG, HISTORY_NPZ, METRICS_CSV, MODEL_PT
 
 CSV_BYTES_PER_VALUE = 20  # the shortest round-trip form of a double, and a comma
+FILE_OVERHEAD = 65536  # a torch file's zip records (one per tensor); summary.json and config.yaml
 # Bytes per pixel of the pictures, about three times what the default dashboard takes (1200 x
 # 900 pixels, 100 frames: PNG 0.12 MB, MP4 0.18 MB, GIF 0.7 MB), so that a busier figure fits too.
 PNG_BYTES_PER_PIXEL = 0.35
@@ -22,7 +23,7 @@ def estimate_run_bytes(
     """Bytes of each file a run writes, at most about. The checkpoint counts twice: a new one
     is written beside the old before it replaces it."""
     rows = steps + 1
-    weights = n_params * dtype_bytes
+    weights = n_params * dtype_bytes + FILE_OVERHEAD
     state = rows * n_columns * 9 + frames * plot_points * 8  # pickled floats; the prediction frames
     pixels = int(viz.size[0] * viz.dpi) * int(viz.size[1] * viz.dpi)
     video = ANIMATION_GIF if VideoFormat(viz.format) is VideoFormat.gif else ANIMATION_MP4
