@@ -226,7 +226,7 @@ def run(
         config = resume_config(src, overrides)
     check_writable(run_dir)
     # signals are handled from here until every file is written: the first asks to stop and save
-    with locked_run_dir(run_dir), stop_on_signals() as received:
+    with locked_run_dir(run_dir), stop_on_signals(run_dir) as received:
         setup = build(config)
         _prepare_folder(run_dir, config, setup, src)
         state = continue_run(src, config, setup.model, run_dir) if src is not None else TrainState()

@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -38,7 +39,7 @@ class Interrupted(KeyboardInterrupt):
 class _Received:
     signals: list[int] = field(default_factory=list)
     rendering: bool = False  # a first signal stops the rendering too
-    sweep: bool = False  # a signal also stops the runs still to come in this process
+    sweep_dir: Optional[Path] = None  # a signal also stops this sweep's runs still to come in this process
 
 
 _PROCESS = _Received()
@@ -56,14 +57,16 @@ def signal_name(signum: Optional[int]) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[Callable[[], Optional[int]]]:
+def stop_on_signals(run_dir: Optional[Path] = None) -> Iterator[Callable[[], Optional[int]]]:
     """While active, SIGINT/SIGTERM ask the run to stop at the end of the current step; yields
     a function returning the first signal received (or None). A second signal raises
-    :class:`Interrupted` wherever the run is (training, saving, rendering)."""
+    :class:`Interrupted` wherever the run is (training, saving, rendering). A run of a sweep
+    that was signalled (``run_dir`` in its folder) starts stopped."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
-    if not _PROCESS.sweep:
+    sweep = _PROCESS.sweep_dir
+    if run_dir is None or sweep is None or not Path(run_dir).absolute().is_relative_to(sweep):
         _PROCESS.signals.clear()
     previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
     try:
@@ -84,12 +87,13 @@ def rendering() -> Iterator[None]:
         _PROCESS.rendering = False
 
 
-def in_sweep() -> None:
-    """This process runs a sweep's jobs: a signal one job received stops those still to come."""
-    _PROCESS.sweep = True
+def in_sweep(sweep_dir: Path) -> None:
+    """This process runs jobs of the sweep in ``sweep_dir``: a signal one of them received
+    stops those still to come."""
+    _PROCESS.sweep_dir = Path(sweep_dir).absolute()
 
 
-def guard_sweep() -> None:
+def guard_sweep(sweep_dir: Path) -> None:
     """In a sweep's parent process (main thread), before any job starts. SIGINT is ignored here,
     and so in every worker process started from here (an ignored signal stays ignored in a
     child; a handler does not): Ctrl-C reaches every process of the terminal's group, each
@@ -99,7 +103,7 @@ def guard_sweep() -> None:
     one stops the sweep at once."""
     if threading.current_thread() is not threading.main_thread():
         return
-    in_sweep()
+    in_sweep(sweep_dir)
     _PROCESS.signals.clear()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sweep_signal)

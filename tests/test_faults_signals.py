@@ -92,6 +92,15 @@ def test_a_signal_during_the_end_of_run_save_keeps_the_finished_run(tmp_path, mo
     assert_whole(tmp_path / "run")
 
 
+def test_a_signal_to_one_run_does_not_stop_the_next_run_of_the_process(tmp_path, monkeypatch):
+    real_save = hist.save
+    monkeypatch.setattr(hist, "save", lambda history, run_dir: (signal_self(signal.SIGTERM), real_save(history, run_dir))[1])
+    assert train(fast_config(), out_dir=tmp_path / "a").exit_code == 143
+    monkeypatch.setattr(hist, "save", real_save)
+    after = train(fast_config(), out_dir=tmp_path / "b")
+    assert (after.exit_code, after.summary["signal"], after.summary["steps_done"]) == (0, None, 30)
+
+
 def test_a_second_signal_during_the_save_stops_at_once_leaving_whole_files_only(tmp_path, monkeypatch):
     def savez_interrupted(file, **arrays):
         Path(file).write_bytes(b"half an npz")
@@ -347,16 +356,24 @@ def live_processes(pgid: int) -> list[str]:
     return found
 
 
+JOBLIB = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
+                            reason="hydra-joblib-launcher is not installed (pip install '.[joblib]')")
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
-                    reason="hydra-joblib-launcher is not installed (pip install '.[joblib]')")
-@pytest.mark.parametrize("how", ["ctrl-c to the group", "sigterm to the parent"])
-def test_an_interrupted_joblib_sweep_ends_every_job_interrupted_with_its_files_and_no_process_left(tmp_path, how):
-    # three jobs on two workers: the third waits, and must not train once the sweep is stopped
+@pytest.mark.parametrize("how, launcher", [
+    pytest.param("ctrl-c to the group", "joblib", marks=JOBLIB),
+    pytest.param("sigterm to the parent", "joblib", marks=JOBLIB),
+    ("ctrl-c to the group", "basic"),
+])
+def test_an_interrupted_sweep_ends_every_job_interrupted_with_its_files_and_no_process_left(tmp_path, how, launcher):
+    # joblib: three jobs on two workers, the third waits, and must not train once the sweep is stopped
     args = ["-m", "lr=0.05,0.1,0.02", "steps=20000", "curvature.every=5", "viz.format=none", "progress=false",
-            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "device.threads=1", "hydra.sweep.dir=sweep"]
+            "device.threads=1", "hydra.sweep.dir=sweep"]
+    if launcher == "joblib":
+        args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     proc = start_cli(args, tmp_path, start_new_session=True)
-    for job in ("0_lr=0.05", "1_lr=0.1"):
+    for job in ("0_lr=0.05", "1_lr=0.1") if launcher == "joblib" else ("0_lr=0.05",):
         wait_for_rows(tmp_path / "sweep" / job / hist.METRICS_CSV, 50, proc)
     if how == "ctrl-c to the group":
         os.killpg(proc.pid, signal.SIGINT)

@@ -67,7 +67,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._pending = str(config.hydra.sweep.dir)
         atexit.register(self._at_exit)
-        stopping.guard_sweep()
+        stopping.guard_sweep(Path(self._pending))
 
     def on_job_start(self, config: DictConfig, *, task_function: TaskFunction, **kwargs: Any) -> None:
         # Runs where the job runs: in a launcher's worker process (joblib, submitit), where this
@@ -75,8 +75,8 @@ class SweepSummary(Callback):
         try:
             if config.hydra.mode != RunMode.MULTIRUN:
                 return
-            stopping.in_sweep()
             sweep_dir = Path(config.hydra.sweep.dir).absolute()
+            stopping.in_sweep(sweep_dir)
             folder = Path(config.hydra.runtime.output_dir).absolute()
             name = str(folder.relative_to(sweep_dir)) if folder.is_relative_to(sweep_dir) else folder.name
             write_launch(sweep_dir, Launch(num=int(config.hydra.job.num), folder=name,
