@@ -18,16 +18,17 @@ VIDEO_BYTES_PER_PIXEL = {VideoFormat.mp4: 0.005, VideoFormat.gif: 0.02, VideoFor
 
 
 def estimate_run_bytes(
-    *, n_params: int, dtype_bytes: int, steps: int, n_columns: int, frames: int, plot_points: int, viz: VizConfig
+    *, n_params: int, dtype_bytes: int, steps: int, n_columns: int, frames: int, plot_points: int, viz: VizConfig,
+    pictures: bool = True,
 ) -> dict[str, int]:
-    """Bytes of each file a run writes, at most about. The checkpoint counts twice: a new one
-    is written beside the old before it replaces it."""
+    """Bytes of each file a run writes, at most about (``pictures``: the dashboard and video too).
+    The checkpoint counts twice: a new one is written beside the old before it replaces it."""
     rows = steps + 1
     weights = n_params * dtype_bytes + FILE_OVERHEAD
     state = rows * n_columns * 9 + frames * plot_points * 8  # pickled floats; the prediction frames
     pixels = int(viz.size[0] * viz.dpi) * int(viz.size[1] * viz.dpi)
     video = ANIMATION_GIF if VideoFormat(viz.format) is VideoFormat.gif else ANIMATION_MP4
-    return {
+    files = {
         METRICS_CSV: rows * n_columns * CSV_BYTES_PER_VALUE,
         HISTORY_NPZ: rows * n_columns * 8 + (frames + 3) * plot_points * 8,
         MODEL_PT: weights,
@@ -35,6 +36,7 @@ def estimate_run_bytes(
         DASHBOARD_PNG: int(pixels * PNG_BYTES_PER_PIXEL),
         video: int(frames * pixels * VIDEO_BYTES_PER_PIXEL[VideoFormat(viz.format)]),
     }
+    return files if pictures else {k: v for k, v in files.items() if k not in (DASHBOARD_PNG, video)}
 
 
 def check_free_space(run_dir: str | os.PathLike, estimate: dict[str, int]) -> None:

@@ -228,7 +228,7 @@ def run(
     # signals are handled from here until every file is written: the first asks to stop and save
     with locked_run_dir(run_dir), stop_on_signals(run_dir) as received:
         setup = build(config)
-        _prepare_folder(run_dir, config, setup, src)
+        _prepare_folder(run_dir, config, setup, src, render)
         state = continue_run(src, config, setup.model, run_dir) if src is not None else TrainState()
         _log_start(run_dir, config, setup)
         kept = f"{hist.METRICS_CSV} keeps the rows recorded so far; no partial file is left. "
@@ -250,14 +250,14 @@ def run(
     return RunResult(run_dir=run_dir, status=status, history=history, summary=summary, model=setup.model, exit_code=exit_code)
 
 
-def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optional[Path]) -> None:
+def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optional[Path], render: bool) -> None:
     """Before training: refuse when the disk cannot take the run, remove an earlier run's files
     (the folder then holds one run only), and write the config this run trains with."""
     frames = len(frame_schedule(config.steps, config.viz.frames))
     columns = metric_columns(setup.objective.term_names, config.curvature.k)
     estimate = estimate_run_bytes(
         n_params=setup.n_params, dtype_bytes=torch.finfo(setup.dtype).bits // 8, steps=config.steps,
-        n_columns=len(columns), frames=frames, plot_points=len(setup.problem.plot_x), viz=config.viz,
+        n_columns=len(columns), frames=frames, plot_points=len(setup.problem.plot_x), viz=config.viz, pictures=render,
     )
     check_free_space(run_dir, estimate)
     if src is None or src.resolve() != run_dir.resolve():  # resuming in place continues the files there
