@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import io
 import logging
 import os
 import re
@@ -80,12 +81,15 @@ def save_checkpoint(
         "metrics_bytes": int(metrics_bytes),
         "status": status,
     }
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_torch(path, payload)
+
+
+def write_torch(path: str | os.PathLike, obj: object) -> None:
+    """``torch.save`` into memory, then an atomic write: a full disk is then an OSError (torch's
+    own file writer reports it as a RuntimeError) and leaves no partial file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    hist.write_atomic(path, buffer.getbuffer())
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, UserError, explain_compose_error, to_config  # importing config registers the schemas
+from .stopping import Interrupted
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -35,7 +37,12 @@ def _hydra_main(cfg: DictConfig) -> float:
     except UserError as e:
         log.error("%s", e)
         sys.exit(2)
-    if result.exit_code:
+    except Interrupted as e:  # a second signal: stop at once, every file already written is whole
+        log.error("%s; the files already written are kept", e)
+        sys.exit(e.exit_code)
+    # In a sweep an interrupted job returns: its launcher must not kill the jobs still saving,
+    # and the sweep's exit status says it was interrupted (sweep.SweepSummary).
+    if result.exit_code and hydra_cfg.mode != RunMode.MULTIRUN:
         sys.exit(result.exit_code)
     from .sweep import objective_value
 
@@ -65,6 +72,8 @@ def preflight(argv: list[str]) -> list[str]:
     check_output_root(Path(composed.hydra.sweep.dir if multirun else composed.hydra.run.dir))
     if composed.resume is not None and not multirun:
         _check_resume(composed, plain)
+    if not multirun:
+        _check_not_in_use(Path(composed.hydra.run.dir))
     del composed.hydra
     to_config(composed)
     if multirun:
@@ -110,6 +119,16 @@ def _check_swept_values(composed: DictConfig, plain: list[str], parsed: list["Ov
             to_config(cfg)
 
 
+def _check_not_in_use(run_dir: Path) -> None:
+    """Refuse a run into a folder another run is writing, before Hydra writes its files there."""
+    from .rundir import lock_holder
+    from .run import busy_error
+
+    pid = lock_holder(run_dir) if run_dir.is_dir() else None
+    if pid is not None:
+        raise busy_error(run_dir, pid)
+
+
 def _config_groups() -> set[str]:
     """The config groups in neuroscope.conf (function, loss, ...): its folders."""
     from importlib.resources import files
@@ -123,7 +142,11 @@ def main() -> None:
     except UserError as e:
         print(f"neuroscope: error: {e}", file=sys.stderr)
         sys.exit(2)
-    _hydra_main()
+    try:
+        _hydra_main()
+    except Interrupted as e:  # a sweep's parent, signalled twice
+        print(f"neuroscope: {e}; the files already written are kept", file=sys.stderr)
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import logging
 import os
 import random
 import signal
-import threading
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,11 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target, to_config
 from .losses import Objective, build_pde
-from .checkpoint import check_resume_target, continue_run, resume_config, save_checkpoint
+from .checkpoint import check_resume_target, continue_run, resume_config, save_checkpoint, write_torch
+from .diskspace import check_free_space, estimate_run_bytes
 from .faults import fault_point
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
+from .stopping import Interrupted, rendering, signal_name, stop_on_signals
 from .summary import log_outcome, make_summary
 from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
 
@@ -128,9 +130,8 @@ def check_writable(run_dir: Path) -> None:
     """Fail before training, not after, when the run directory cannot take the run's files."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_probe"
-        probe.write_bytes(b"\0" * 65536)
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=run_dir) as probe:  # a name of its own: two runs may probe at once
+            probe.write(b"\0" * 65536)
     except OSError as e:
         raise output_error(run_dir, e) from None
 
@@ -151,11 +152,32 @@ def check_output_root(run_dir: Path) -> None:
         raise output_error(run_dir, e) from None
 
 
-def output_error(where: Path, e: OSError) -> OutputError:
+def output_error(where: Path, e: OSError, kept: str = "") -> OutputError:
     return OutputError(
-        f"Cannot write to {where} ({e.strerror or e}): NeuroScope keeps metrics, weights and pictures there. "
+        f"Cannot write to {where} ({e.strerror or e}): NeuroScope keeps metrics, weights and pictures there. {kept}"
         "Choose a writable place with hydra.run.dir=PATH (CLI; hydra.sweep.dir=PATH for -m) or out_dir=PATH "
         "(Python API), or free some disk space."
+    )
+
+
+@contextlib.contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock for the whole run: a second run into the same folder is refused."""
+    try:
+        lock = hist.lock_run_dir(run_dir)
+    except BlockingIOError:
+        raise busy_error(run_dir, (run_dir / hist.LOCK_FILE).read_text().strip() or "?") from None
+    except OSError as e:
+        raise output_error(run_dir, e) from None
+    with lock:
+        yield
+
+
+def busy_error(run_dir: Path, pid: str) -> OutputError:
+    return OutputError(
+        f"{run_dir} is in use: another NeuroScope run (process {pid}) is writing into it, and two runs in one "
+        "folder would overwrite each other's files. Wait for it to end, or choose another folder with "
+        "hydra.run.dir=PATH (CLI) or out_dir=PATH (Python API)."
     )
 
 
@@ -191,29 +213,6 @@ def geometry(setup: RunSetup, input_dim: int) -> hist.Geometry:
     )
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[Callable[[], Optional[int]]]:
-    """While active, SIGINT/SIGTERM ask the run to stop at the end of the current step;
-    yields a function returning the signal number received (or None). A second signal
-    stops at once."""
-    received: list[int] = []
-
-    def handler(signum, frame):
-        if received:
-            raise KeyboardInterrupt
-        received.append(signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: received[0] if received else None
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def run(
     cfg: DictConfig | Config, run_dir: str | os.PathLike, *, render: bool = True, progress: Optional[bool] = None,
     overrides: Sequence[str] = (),
@@ -228,44 +227,106 @@ def run(
         check_resume_target(src, run_dir)
         config = resume_config(src, overrides)
     check_writable(run_dir)
-    if src is not None or not (run_dir / CONFIG_YAML).exists():  # Hydra wrote it already for new CLI runs
-        (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
-        OmegaConf.save(OmegaConf.structured(config), run_dir / CONFIG_YAML)
-    setup = build(config)
-    state = continue_run(src, config, setup.model, run_dir) if src is not None else TrainState()
-    _log_start(run_dir, config, setup)
-    try:
-        status, state, history, signum = _train(config, setup, state, run_dir, config.progress if progress is None else progress)
-        summary = make_summary(config, history, status, state, device=setup.device, n_params=setup.n_params)
-        if src is not None:
-            summary["resumed_from"] = str(src)
-        hist.save(history, run_dir)
-        fault_point("final_save", "history")
-        torch.save(setup.model.state_dict(), run_dir / MODEL_PT)
-        fault_point("final_save", "model")
-        summary["wall_seconds"] = time.perf_counter() - started
-        hist.write_summary(run_dir, summary)
-        fault_point("final_save", "summary")
-        # last: until it is replaced, the latest periodic checkpoint resumes to the same rows
-        metrics_bytes = (run_dir / hist.METRICS_CSV).stat().st_size  # the writer fsynced it on close
-        save_checkpoint(run_dir / CHECKPOINT_PT, setup.model, state, config=config, metrics_bytes=metrics_bytes, status=status)
-    except OSError as e:
-        raise output_error(run_dir, e) from None
-    history.meta = summary
-    log_outcome(summary)
-    if render:
-        _render(run_dir, config)
-        summary["wall_seconds"] = time.perf_counter() - started
-        hist.write_summary(run_dir, summary)
-    exit_code = 0 if status != INTERRUPTED else 128 + (signum or signal.SIGINT)
+    # signals are handled from here until every file is written: the first asks to stop and save
+    with locked_run_dir(run_dir), stop_on_signals(run_dir) as received:
+        setup = build(config)
+        _prepare_folder(run_dir, config, setup, src, render)
+        state = continue_run(src, config, setup.model, run_dir) if src is not None else TrainState()
+        _log_start(run_dir, config, setup)
+        kept = f"{hist.METRICS_CSV} keeps the rows recorded so far; no partial file is left. "
+        try:
+            status, state, history = _train(config, setup, state, run_dir, config.progress if progress is None else progress, received)
+            summary = make_summary(config, history, status, state, device=setup.device, n_params=setup.n_params)
+            if src is not None:
+                summary["resumed_from"] = str(src)
+            summary["render"] = "pending" if render else "off"
+            _save(run_dir, history, setup.model, state, summary, started, received, config=config, status=status)
+        except OSError as e:
+            raise output_error(run_dir, e, kept) from None
+        history.meta = summary
+        log_outcome(summary)
+        if render:
+            _render_and_record(run_dir, config, summary, started, received)
+        signum = received()
+    exit_code = 128 + signum if signum else (128 + signal.SIGINT if status == INTERRUPTED else 0)
     return RunResult(run_dir=run_dir, status=status, history=history, summary=summary, model=setup.model, exit_code=exit_code)
 
 
+def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optional[Path], render: bool) -> None:
+    """Before training: refuse when the disk cannot take the run, remove an earlier run's files
+    (the folder then holds one run only), and write the config this run trains with."""
+    frames = len(frame_schedule(config.steps, config.viz.frames))
+    columns = metric_columns(setup.objective.term_names, config.curvature.k)
+    estimate = estimate_run_bytes(
+        n_params=setup.n_params, dtype_bytes=torch.finfo(setup.dtype).bits // 8, steps=config.steps,
+        n_columns=len(columns), frames=frames, plot_points=len(setup.problem.plot_x), viz=config.viz, pictures=render,
+    )
+    check_free_space(run_dir, estimate)
+    if src is None or src.resolve() != run_dir.resolve():  # resuming in place continues the files there
+        stale = hist.stale_run_files(run_dir)
+        for path in stale:
+            path.unlink()
+        if stale:
+            log.warning("%s held files of an earlier run; removed them: %s", run_dir, ", ".join(p.name for p in stale))
+    if src is not None or not _hydra_wrote_config(run_dir):
+        (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
+        hist.write_atomic(run_dir / CONFIG_YAML, OmegaConf.to_yaml(OmegaConf.structured(config)))
+
+
+def _hydra_wrote_config(run_dir: Path) -> bool:
+    """Whether Hydra made ``run_dir`` for this run (and wrote its config there)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and Path(HydraConfig.get().runtime.output_dir).resolve() == run_dir.resolve()
+
+
+def _save(run_dir: Path, history: hist.History, model: nn.Module, state: TrainState, summary: dict[str, Any],
+          started: float, received: Callable[[], Optional[int]], *, config: Config, status: str) -> None:
+    """Every file of the run, each written atomically. The final checkpoint comes last: until it
+    replaces the latest periodic one, that one still resumes to the same rows (the summary,
+    written just before it, names a signal that came while the files were written)."""
+    hist.save(history, run_dir)
+    fault_point("final_save", "history")
+    write_torch(run_dir / MODEL_PT, model.state_dict())
+    fault_point("final_save", "model")
+    _write_summary(run_dir, summary, started, received())
+    fault_point("final_save", "summary")
+    metrics_bytes = (run_dir / hist.METRICS_CSV).stat().st_size  # the writer fsynced it on close
+    save_checkpoint(run_dir / CHECKPOINT_PT, model, state, config=config, metrics_bytes=metrics_bytes, status=status)
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any], started: float, signum: Optional[int]) -> None:
+    summary["signal"] = signal_name(signum)
+    summary["wall_seconds"] = time.perf_counter() - started
+    hist.write_summary(run_dir, summary)
+
+
+def _render_and_record(run_dir: Path, config: Config, summary: dict[str, Any], started: float,
+                       received: Callable[[], Optional[int]]) -> None:
+    """Render, and say in the summary how it went: done, failed or interrupted (a first signal
+    stops the rendering; the run's status stays what training made it)."""
+    try:
+        summary["render"] = _render(run_dir, config)
+    except Interrupted as e:
+        summary["render"] = INTERRUPTED
+        log.warning("rendering interrupted (%s); the run's data is saved, re-render with: neuroscope-render %s",
+                    signal_name(e.signum), run_dir)
+        with contextlib.suppress(OSError):
+            _write_summary(run_dir, summary, started, received())
+        if e.at_once:
+            raise
+        return
+    try:
+        _write_summary(run_dir, summary, started, received())
+    except OSError as e:
+        raise output_error(run_dir, e) from None
+
+
 def _train(
-    config: Config, setup: RunSetup, state: TrainState, run_dir: Path, progress: bool
-) -> tuple[str, TrainState, hist.History, Optional[int]]:
-    """Run the trainer, streaming metrics.csv; returns the status, the final state, the
-    history and the signal that stopped the run (or None)."""
+    config: Config, setup: RunSetup, state: TrainState, run_dir: Path, progress: bool, received: Callable[[], Optional[int]]
+) -> tuple[str, TrainState, hist.History]:
+    """Run the trainer, streaming metrics.csv, until done or ``received`` says a signal came;
+    returns the status, the final state and the history."""
     where = geometry(setup, config.input_dim)
     columns = metric_columns(setup.objective.term_names, config.curvature.k)
     settings = TrainSettings(
@@ -275,18 +336,16 @@ def _train(
     )
     # a resumed run continues the rows continue_run copied (those below state.step)
     writer = hist.MetricsWriter(run_dir / hist.METRICS_CSV, columns, append=state.step > 0)
-    with stop_on_signals() as received:
-        trainer = Trainer(
-            model=setup.model, problem=setup.problem, objective=setup.objective, writer=writer, settings=settings,
-            tracker=_tracker(config), should_stop=lambda: received() is not None, on_frame=_live_view(config),
-            on_checkpoint=lambda st: _checkpoint(run_dir, setup.model, st, config, writer), progress=progress,
-        )
-        try:
-            status, state = trainer.run(state, where)
-        finally:
-            writer.close()
-        signum = received()
-    return status, state, trainer.history(state, where), signum
+    trainer = Trainer(
+        model=setup.model, problem=setup.problem, objective=setup.objective, writer=writer, settings=settings,
+        tracker=_tracker(config), should_stop=lambda: received() is not None, on_frame=_live_view(config),
+        on_checkpoint=lambda st: _checkpoint(run_dir, setup.model, st, config, writer), progress=progress,
+    )
+    try:
+        status, state = trainer.run(state, where)
+    finally:
+        writer.close()
+    return status, state, trainer.history(state, where)
 
 
 def _checkpoint(run_dir: Path, model: nn.Module, state: TrainState, config: Config, writer: hist.MetricsWriter) -> None:
@@ -316,15 +375,19 @@ def _log_start(run_dir: Path, config: Config, setup: RunSetup) -> None:
     )
 
 
-def _render(run_dir: Path, config: Config) -> None:
-    """Draw the dashboard and animation; a drawing failure is logged, never loses the run."""
+def _render(run_dir: Path, config: Config) -> str:
+    """Draw the dashboard and animation: "done", or "failed" (logged: a drawing failure never
+    loses the run). A signal ends it with :class:`Interrupted`."""
     try:
         from . import viz
 
-        result = viz.render(run_dir, config.viz)
+        with rendering():
+            result = viz.render(run_dir, config.viz)
         log.info("dashboard: %s%s", result.png, f", animation: {result.video}" if result.video else "")
+        return "done"
     except Exception as e:  # the run's data is already on disk
         log.error("rendering failed (%s: %s); the run's data is saved, re-render with: neuroscope-render %s", type(e).__name__, e, run_dir)
+        return "failed"
 
 
 def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:

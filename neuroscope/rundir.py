@@ -8,14 +8,16 @@ Readers (viz, sweep summaries) use ``load``; nothing here needs the trainer or t
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -31,6 +33,10 @@ ANIMATION_MP4 = "animation.mp4"
 ANIMATION_GIF = "animation.gif"
 SUMMARY_CSV = "summary.csv"
 SWEEP_PNG = "sweep.png"
+LOCK_FILE = ".neuroscope.lock"  # held (flock) by the one process writing into the folder
+PARTIAL = ".partial"  # the mark of a file being written: dashboard.partial.png, renamed when complete
+# The files one run writes; another run into the same folder removes them first (stale_run_files).
+RUN_FILES = (METRICS_CSV, HISTORY_NPZ, SUMMARY_JSON, MODEL_PT, CHECKPOINT_PT, DASHBOARD_PNG, ANIMATION_MP4, ANIMATION_GIF)
 
 # How a run ends (summary.json "status"); a sweep adds FAILED (a folder without a summary)
 # and MISSING (a launched job without a folder).
@@ -110,8 +116,10 @@ class MetricsWriter:
 
     def close(self) -> None:
         if not self._file.closed:
-            self.sync()
-            self._file.close()
+            try:
+                self.sync()
+            finally:  # a full disk: the file is closed all the same, with the rows it could take
+                self._file.close()
 
 
 def _format(value: Any) -> str:
@@ -170,9 +178,8 @@ def save(history: History, run_dir: str | os.PathLike) -> Path:
         metric_order=np.asarray(list(history.metrics)),
     )
     path = run_dir / HISTORY_NPZ
-    tmp = run_dir / (HISTORY_NPZ + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
     return path
 
 
@@ -201,11 +208,78 @@ def load(run_dir: str | os.PathLike) -> History:
 
 
 def write_summary(run_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
-    path = Path(run_dir) / SUMMARY_JSON
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(Path(run_dir) / SUMMARY_JSON, json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- writing safely
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where ``path`` is written before it is complete: ``dashboard.png`` -> ``dashboard.partial.png``
+    (the extension stays last: numpy, Pillow and ffmpeg choose the format by it)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}{PARTIAL}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the partial path to write ``path`` through; when the block ends normally the
+    file is synced to disk and renamed to ``path`` (a reader sees the old file or the whole new
+    one, never half of one). On any error, a signal included, the partial file is removed
+    and the error goes on: no temporary file outlives a failed write."""
+    path = Path(path)
+    tmp = partial_path(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | memoryview | str) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_path`. A full disk is an OSError (ENOSPC)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def stale_run_files(run_dir: str | os.PathLike) -> list[Path]:
+    """The files of an earlier run in ``run_dir`` (and partial files a killed one left)."""
+    run_dir = Path(run_dir)
+    partials = [partial_path(run_dir / n) for n in RUN_FILES]
+    return [p for p in [*(run_dir / n for n in RUN_FILES), *partials] if p.exists()]
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> IO[str]:
+    """Take the run folder's lock (``LOCK_FILE``, flock, released when the returned file is
+    closed or the process ends, however it ends). BlockingIOError if another process holds it."""
+    f = open(Path(run_dir) / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def lock_holder(run_dir: str | os.PathLike) -> Optional[str]:
+    """The pid (as the lock file says it) of the process holding ``run_dir``'s lock, or None."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.exists():
+        return None
+    try:
+        lock = lock_run_dir(run_dir)
+    except BlockingIOError:
+        return path.read_text().strip() or "?"
+    except OSError:
+        return None
+    lock.close()
+    return None
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import atexit
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -16,7 +17,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode, TaskFunction
 from omegaconf import DictConfig
 
-from ..rundir import DIVERGED, SUMMARY_CSV, SWEEP_PNG
+from .. import stopping
+from ..rundir import DIVERGED, INTERRUPTED, SUMMARY_CSV, SWEEP_PNG
 from .figure import plot_sweep
 from .jobs import Launch, as_number, load_sweep, write_launch
 from .table import SweepResult, describe, format_table, write_table
@@ -51,7 +53,12 @@ class SweepSummary(Callback):
     sweep folder, so a job whose folder is gone is reported missing), and writes the sweep
     summary when the multirun ends, and also when it ends badly (a failed job, Ctrl-C), from
     an exit hook. Nothing it does can change a job's or the sweep's outcome: a record or a
-    summary that cannot be written is logged."""
+    summary that cannot be written is logged.
+
+    Signals: it makes the parent process stop the sweep the way a run stops (stopping.guard_sweep):
+    every running job ends ``interrupted`` with its files, the jobs still to come in a process
+    that got the signal end at once the same way, the summary is written, and the sweep exits
+    with 130 (SIGINT) or 143 (SIGTERM)."""
 
     def __init__(self, plot: bool = True) -> None:
         self.plot = plot
@@ -60,6 +67,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._pending = str(config.hydra.sweep.dir)
         atexit.register(self._at_exit)
+        stopping.guard_sweep(Path(self._pending))
 
     def on_job_start(self, config: DictConfig, *, task_function: TaskFunction, **kwargs: Any) -> None:
         # Runs where the job runs: in a launcher's worker process (joblib, submitit), where this
@@ -68,6 +76,7 @@ class SweepSummary(Callback):
             if config.hydra.mode != RunMode.MULTIRUN:
                 return
             sweep_dir = Path(config.hydra.sweep.dir).absolute()
+            stopping.in_sweep(sweep_dir)
             folder = Path(config.hydra.runtime.output_dir).absolute()
             name = str(folder.relative_to(sweep_dir)) if folder.is_relative_to(sweep_dir) else folder.name
             write_launch(sweep_dir, Launch(num=int(config.hydra.job.num), folder=name,
@@ -77,23 +86,29 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._pending = None
-        self._write(str(config.hydra.sweep.dir))
+        result = self._write(str(config.hydra.sweep.dir))
+        interrupted = result is not None and any(j.status == INTERRUPTED for j in result.sweep.jobs)
+        signum = stopping.sweep_signal() or (signal.SIGINT if interrupted else None)
+        if signum:  # the jobs returned (a launcher must not kill jobs still saving); the sweep did not finish
+            log.warning("the sweep was interrupted (%s); every job's files are kept", stopping.signal_name(signum))
+            sys.exit(128 + signum)
 
     def _at_exit(self) -> None:
         if self._pending is not None and Path(self._pending).is_dir():
             sweep_dir, self._pending = self._pending, None
             self._write(sweep_dir)
 
-    def _write(self, sweep_dir: str) -> None:
+    def _write(self, sweep_dir: str) -> Optional[SweepResult]:
         try:
             result = summarize(sweep_dir, plot=self.plot)
         except Exception as e:
             log.error("sweep summary failed (%s: %s); retry with: neuroscope-summary %s", type(e).__name__, e, sweep_dir)
-            return
+            return None
         text = describe(result)
         log.info("%s", text)
         if not logging.getLogger().handlers:  # at exit, logging may already be shut down
             print(text, file=sys.stderr)
+        return result
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

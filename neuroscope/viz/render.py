@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..config import ConfigError, VideoFormat, VizConfig
-from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, load
+from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load
 from .dashboard import Dashboard
 from .writers import save_png, write_gif, write_gif_pillow, write_mp4
 
@@ -136,28 +136,27 @@ def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
 
 def _write_video(run_dir: Path, dash: Dashboard, viz: VizConfig) -> tuple[Optional[Path], int]:
     """The animation in ``viz.format``; an MP4 that cannot be written becomes a GIF (ffmpeg's,
-    else Pillow's). Each writer writes a partial file, renamed only when complete."""
+    else Pillow's). Each writer writes a partial file, renamed only when complete and removed
+    on any failure or signal (rundir.atomic_path)."""
     fmt = VideoFormat(viz.format)
     if fmt is VideoFormat.mp4:
-        target, partial = run_dir / ANIMATION_MP4, run_dir / "animation.partial.mp4"
+        target = run_dir / ANIMATION_MP4
         try:
-            frames = write_mp4(partial, dash.frames(), viz.fps)
-            os.replace(partial, target)
+            with atomic_path(target) as partial:
+                frames = write_mp4(partial, dash.frames(), viz.fps)
             return target, frames
         except Exception as e:  # no encoder, broken binary, disk full ...: a GIF still shows the run
-            partial.unlink(missing_ok=True)
             log.warning("could not write %s (%s: %s); writing %s instead", target.name, type(e).__name__, first_line(e),
                         ANIMATION_GIF)
             fmt = VideoFormat.gif
     if fmt is VideoFormat.gif:
-        target, partial = run_dir / ANIMATION_GIF, run_dir / "animation.partial.gif"
+        target = run_dir / ANIMATION_GIF
         for writer in (write_gif, write_gif_pillow):
             try:
-                frames = writer(partial, dash, viz.fps)
-                os.replace(partial, target)
+                with atomic_path(target) as partial:
+                    frames = writer(partial, dash, viz.fps)
                 return target, frames
             except Exception as e:
-                partial.unlink(missing_ok=True)
                 log.warning("%s failed (%s: %s)", writer.__name__, type(e).__name__, first_line(e))
     return None, 0
 

@@ -11,6 +11,8 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from ..rundir import atomic_path
+
 
 class FrameSource(Protocol):
     """What the GIF writers need of a dashboard: frames drawn on demand."""
@@ -108,6 +110,5 @@ def save_png(rgba: np.ndarray, path: Path, dpi: float) -> None:
     half a picture."""
     from PIL import Image
 
-    tmp = path.with_name(path.stem + ".partial.png")
-    Image.fromarray(rgba[..., :3].copy()).save(tmp, dpi=(dpi, dpi), compress_level=6)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgba[..., :3].copy()).save(tmp, dpi=(dpi, dpi), compress_level=6)
