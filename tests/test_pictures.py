@@ -104,9 +104,10 @@ def _pde_history(*, time_dependent: bool = False) -> hist.History:
 
 
 def _diverged_history() -> hist.History:
-    """lr=5 as it happens: the prediction explodes to 9e6 in the last frames."""
+    """lr=5 as it happens: the prediction explodes to ±9e6 in the last frame, partly to inf."""
     h = synthetic_history(diverge_at=250)
-    h.frame_pred[-2] = np.where(h.geometry.plot_x[:, 0] > 0, 9e6, -9e6)
+    h.frame_pred[-1] = np.where(h.geometry.plot_x[:, 0] > 0, 9e6, -9e6)
+    h.frame_pred[-1, ::5] = np.inf
     return h
 
 
