@@ -105,10 +105,16 @@ class MetricsWriter:
     def flush(self) -> None:
         self._file.flush()
 
+    def sync(self) -> int:
+        """Flush and fsync, so every row written so far is on disk; returns the file's length
+        in bytes (what a checkpoint records as the rows it covers)."""
+        self.flush()
+        os.fsync(self._file.fileno())
+        return os.fstat(self._file.fileno()).st_size
+
     def close(self) -> None:
         if not self._file.closed:
-            self.flush()
-            os.fsync(self._file.fileno())
+            self.sync()
             self._file.close()
 
 
@@ -134,12 +140,17 @@ def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {name: data[:, i] for i, name in enumerate(header)}
 
 
-def copy_metric_rows(src: str | os.PathLike, dst: str | os.PathLike, *, below_step: int) -> None:
-    """Copy the header and the rows with step < ``below_step`` of one metrics CSV to another,
-    byte for byte (a resumed run continues the file as if never stopped)."""
-    with open(src, newline="") as f:
-        lines = f.read().splitlines(keepends=True)
-    kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and ln.endswith("\n") and int(ln.split(",", 1)[0]) < below_step]
+def copy_metric_rows(src: str | os.PathLike, dst: str | os.PathLike, *, length: int, below_step: int) -> None:
+    """Copy the header and the rows with step < ``below_step`` among the first ``length`` bytes
+    of one metrics CSV (the rows a checkpoint counted) to another, byte for byte, so a resumed
+    run continues the file as if never stopped; whatever the source flushed after those bytes
+    is ignored. A source shorter than ``length`` is a ValueError."""
+    with open(src, "rb") as f:
+        head = f.read(length)
+    if len(head) < length or not head.endswith(b"\n"):
+        raise ValueError(f"{src} does not start with the {length} bytes of complete rows its checkpoint counted")
+    lines = head.decode().splitlines(keepends=True)
+    kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) < below_step]
     with open(dst, "w", newline="") as f:
         f.writelines(kept)
 
