@@ -117,7 +117,7 @@ def test_pde_fit_shows_its_points_axis_names_and_pointwise_error(tmp_path):
     labels = [t.get_text() for t in fit.legend.get_texts()]
     assert "collocation points" in labels and "boundary points" in labels and "training inputs" not in labels
     h = dash.history
-    expected = np.abs(h.frame_pred[-1] - h.geometry.plot_target).reshape(h.geometry.plot_shape)
+    expected = np.abs(h.frame_pred[-1] - h.geometry.plot_target).reshape(h.geometry.plot_shape).T  # x across, t up
     shown = np.asarray(fit.error.image.get_array())
     assert np.allclose(np.where(expected > 0, expected, np.nan), shown, equal_nan=True)
 

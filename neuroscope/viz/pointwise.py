@@ -119,13 +119,16 @@ class ErrorInset2D:
         self.n, self.target = n, np.asarray(g.plot_target, dtype=np.float64)
         self.ax = fig.add_axes([0, 0, 0.1, 0.1])
         self.cax = fig.add_axes([0, 0, 0.1, 0.01])
-        extent = (grid[..., 1].min(), grid[..., 1].max(), grid[..., 0].min(), grid[..., 0].max())
+        extent = (grid[..., 0].min(), grid[..., 0].max(), grid[..., 1].min(), grid[..., 1].max())
         self.norm = LogNorm(1e-3, 1.0)
         self.image = self.ax.imshow(np.full((n, n), np.nan), origin="lower", extent=extent, aspect="auto", norm=self.norm,
                                     cmap="magma", animated=True, interpolation="nearest")
+        names = axis_names(g)
         self.ax.set_title("|u − u*|", fontsize=font_size * 0.8, pad=3)
         self.ax.set_xticks([])
         self.ax.set_yticks([])
+        self.ax.set_xlabel(f"{names[0]} →", fontsize=font_size * 0.7, labelpad=1)
+        self.ax.set_ylabel(f"{names[1]} →", fontsize=font_size * 0.7, labelpad=1)
         self.colorbar = fig.colorbar(self.image, cax=self.cax, orientation="horizontal")
         self.cax.tick_params(labelsize=font_size * 0.7, length=2, pad=1)
 
@@ -145,7 +148,7 @@ class ErrorInset2D:
         self.cax.set_position([left, top - height - 0.16 * height, width, 0.07 * height])
 
     def show(self, prediction: Optional[np.ndarray]) -> None:
-        err = pointwise_error(prediction, self.target).reshape(self.n, self.n)
+        err = pointwise_error(prediction, self.target).reshape(self.n, self.n).T  # rows: the second input
         self.image.set_data(np.where(err > 0, err, np.nan))
 
     def draw(self) -> None:
