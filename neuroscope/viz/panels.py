@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..rundir import DIVERGED, Geometry, History
-from . import placement, pointwise, scales
+from . import pointwise, scales
 from .style import COLORS
 
 MAX_SURFACE_CELLS = 40  # per side of the 3D surface

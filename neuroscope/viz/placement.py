@@ -3,7 +3,7 @@ fewest data points, measured with the renderer (matplotlib's ``loc="best"`` weig
 text like one covered point, so it puts legends over notes)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from matplotlib.transforms import Bbox
@@ -54,30 +54,29 @@ def cost(box: Bbox, points: np.ndarray, avoid: Sequence[Bbox]) -> float:
     return TEXT_COST * hits + float(np.count_nonzero(inside))
 
 
-def place_legend(legend: Any, renderer: Any, points: np.ndarray, avoid: Sequence[Bbox]) -> tuple[float, Bbox]:
-    """Move ``legend`` to the candidate location of least ``cost``; returns the cost and its box there."""
-    best: Optional[tuple[float, str, Bbox]] = None
-    for code in LEGEND_CODES:
-        legend.set_loc(code)
-        box = legend.get_window_extent(renderer)
+def _least_cost(artist: Any, renderer: Any, candidates: Sequence[Any], apply: Callable[[Any], None],
+                points: np.ndarray, avoid: Sequence[Bbox]) -> tuple[float, Bbox]:
+    """Try each candidate (``apply`` it to ``artist``), keep the one of least ``cost`` (the first
+    free one); returns its cost and the artist's box there."""
+    best: Optional[tuple[float, Any, Bbox]] = None
+    for candidate in candidates:
+        apply(candidate)
+        box = artist.get_window_extent(renderer)
         c = cost(box, points, avoid)
         if best is None or c < best[0]:
-            best = (c, code, box)
+            best = (c, candidate, box)
         if c == 0:
             break
-    legend.set_loc(best[1])
+    apply(best[1])
     return best[0], best[2]
 
 
+def place_legend(legend: Any, renderer: Any, points: np.ndarray, avoid: Sequence[Bbox]) -> tuple[float, Bbox]:
+    """Move ``legend`` to the candidate location of least ``cost``; returns the cost and its box there."""
+    return _least_cost(legend, renderer, LEGEND_CODES, legend.set_loc, points, avoid)
+
+
 def place_text(text: Any, renderer: Any, spots: Sequence[dict], points: np.ndarray, avoid: Sequence[Bbox]) -> Bbox:
-    """Give ``text`` the properties of the spot (a dict of Text setters: position, ha, va) of least
+    """Give ``text`` the properties of the spot (a dict of Text setters: x, ha, va) of least
     ``cost``; returns its box there."""
-    best: Optional[tuple[float, dict, Bbox]] = None
-    for spot in spots:
-        text.update(spot)
-        box = text.get_window_extent(renderer)
-        c = cost(box, points, avoid)
-        if best is None or c < best[0]:
-            best = (c, spot, box)
-    text.update(best[1])
-    return best[2]
+    return _least_cost(text, renderer, spots, text.update, points, avoid)[1]
