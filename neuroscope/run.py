@@ -57,6 +57,7 @@ class RunSetup:
     model: nn.Module
     objective: Objective
     has_pde: bool
+    time_dim: Optional[int] = None  # the PDE's time input, if it has one
 
     @property
     def n_params(self) -> int:
@@ -190,7 +191,8 @@ def build(config: Config) -> RunSetup:
     problem = data_mod.make(config, target, pde=pde, device=device, dtype=dtype)
     seed_everything(config.seed)  # the initial weights do not depend on how the data was sampled
     model = build_model(config.model, config.input_dim).to(device=device, dtype=dtype)
-    setup = RunSetup(device, dtype, problem, model, Objective(config.loss, problem, pde), has_pde=pde is not None)
+    setup = RunSetup(device, dtype, problem, model, Objective(config.loss, problem, pde), has_pde=pde is not None,
+                     time_dim=getattr(pde, "time_dim", None))
     threads = config.device.threads or auto_threads(device, setup.n_params, len(problem.train_x))
     if threads:
         torch.set_num_threads(threads)
@@ -210,7 +212,29 @@ def geometry(setup: RunSetup, input_dim: int) -> hist.Geometry:
         train_y=data_mod.to_numpy(p.train_y if fitted else p.train_y[:0]),
         train_box=p.train_box,
         test_box=p.test_box,
+        collocation_x=_subsample(p.collocation_x, PICTURE_POINTS[0], input_dim),
+        boundary_x=_subsample(p.boundary_x, PICTURE_POINTS[1], input_dim),
+        axis_names=_axis_names(input_dim, setup.time_dim),
     )
+
+
+PICTURE_POINTS = (200, 80)  # at most this many collocation and boundary points go into the picture
+
+
+def _subsample(points: Optional[torch.Tensor], most: int, input_dim: int) -> np.ndarray:
+    """At most ``most`` of ``points``, evenly spaced in their order; (0, d) without any."""
+    if points is None or not len(points):
+        return np.empty((0, input_dim))
+    keep = np.unique(np.round(np.linspace(0, len(points) - 1, min(most, len(points)))).astype(int))
+    return data_mod.to_numpy(points)[keep].reshape(len(keep), input_dim)
+
+
+def _axis_names(input_dim: int, time_dim: Optional[int]) -> tuple[str, ...]:
+    """x (x₁, x₂, ... for several) for the space inputs and t for the time input; () without time."""
+    if time_dim is None:
+        return ()
+    space = ["x"] if input_dim == 2 else [f"x{'₁₂₃₄₅₆₇₈₉'[i]}" for i in range(input_dim - 1)]
+    return tuple(space.pop(0) if i != time_dim else "t" for i in range(input_dim))
 
 
 def run(
@@ -399,6 +423,9 @@ def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:
     if not ok:
         log.warning("viz.live=true: no display available (%s), live view skipped", why)
         return None
-    return viz.LiveDashboard(config.viz, meta={"lr": config.lr, "steps": config.steps, "name": config.name}).update
+    header = {"width": config.model.width, "depth": config.model.depth, "activation": getattr(config.model.activation, "value", config.model.activation),
+              "k": config.curvature.k}
+    return viz.LiveDashboard(config.viz, meta={"lr": config.lr, "steps": config.steps, "name": config.name,
+                                               **header}).update
 
 

@@ -59,6 +59,10 @@ class Geometry:
     train_y: np.ndarray  # (N,)
     train_box: tuple[float, float]  # [lo, hi] in every dimension
     test_box: tuple[float, float]
+    # a PDE run's residual and boundary points, subsampled for the picture (empty otherwise)
+    collocation_x: np.ndarray = field(default_factory=lambda: np.empty((0, 1)))  # (C, d)
+    boundary_x: np.ndarray = field(default_factory=lambda: np.empty((0, 1)))  # (B, d)
+    axis_names: tuple[str, ...] = ()  # one per input dimension, e.g. ("x", "t"); () for x or x₁, x₂
 
 
 @dataclass
@@ -175,6 +179,9 @@ def save(history: History, run_dir: str | os.PathLike) -> Path:
         train_y=g.train_y,
         train_box=np.asarray(g.train_box, dtype=np.float64),
         test_box=np.asarray(g.test_box, dtype=np.float64),
+        collocation_x=np.asarray(g.collocation_x, dtype=np.float64),
+        boundary_x=np.asarray(g.boundary_x, dtype=np.float64),
+        axis_names=np.asarray(list(g.axis_names), dtype=str),
         metric_order=np.asarray(list(history.metrics)),
     )
     path = run_dir / HISTORY_NPZ
@@ -202,6 +209,11 @@ def load(run_dir: str | os.PathLike) -> History:
             train_box=tuple(float(v) for v in z["train_box"]),
             test_box=tuple(float(v) for v in z["test_box"]),
         )
+        for name in ("collocation_x", "boundary_x"):  # files written before these existed lack them
+            if name in z.files:
+                setattr(geometry, name, z[name])
+        if "axis_names" in z.files:
+            geometry.axis_names = tuple(str(v) for v in z["axis_names"])
         history = History(metrics=metrics, frame_steps=z["frame_steps"], frame_pred=z["frame_pred"], geometry=geometry)
     history.meta = read_summary(run_dir)
     return history

@@ -50,8 +50,18 @@ def metric_columns(term_names: Sequence[str], k: int) -> list[str]:
         + [f"loss_{t}" for t in term_names]
         + ["test_error", "gen_error", "grad_norm", "sharpness"]
         + [f"lambda_{i}" for i in range(2, k + 1)]
-        + ["projection", "hvps", "eig_residual", "eig_converged"]
+        + ["projection", "projection_err", "hvps", "eig_residual", "eig_converged"]
     )
+
+
+def projection_error_bound(update_norm: float, residual: float, gap: float) -> float:
+    """How far |Δθ·v| may be from |Δθ·v*| (v* the true top eigenvector) for a Ritz vector v with
+    residual ‖Hv − λv‖ = ``residual`` and spectral gap ``gap`` = λ₁ − λ₂: the sin θ theorem
+    gives sin∠(v, v*) ≤ residual / gap, so ‖v − v*‖ ≤ √2 · residual / gap (never more than
+    √2 apart for unit vectors of the same sign), and |Δθ·(v − v*)| ≤ ‖Δθ‖ · ‖v − v*‖."""
+    if not gap > 0:
+        return math.sqrt(2.0) * update_norm
+    return update_norm * min(math.sqrt(2.0), math.sqrt(2.0) * residual / gap)
 
 
 def frame_schedule(steps: int, frames: int) -> frozenset[int]:
@@ -195,7 +205,11 @@ class Trainer:
         row.update({f"lambda_{i}": v for i, v in enumerate(eig[1:], start=2)})
         v_max = result.eigenvectors[:, 0].to(torch.float64)
         if not last:  # Delta theta = -lr * grad; the final row has no update to project
-            row["projection"] = self.settings.lr * abs(float((flat_grad.to(torch.float64) * v_max).sum()))
+            g = flat_grad.to(torch.float64)
+            row["projection"] = self.settings.lr * abs(float((g * v_max).sum()))
+            if len(eig) > 1:  # the bound needs the gap to lambda_2 (curvature.k >= 2)
+                update_norm = self.settings.lr * float(torch.linalg.vector_norm(g))
+                row["projection_err"] = projection_error_bound(update_norm, float(result.residuals[0]), eig[0] - eig[1])
         row["hvps"] = result.hvps
         row["eig_residual"] = float(result.residuals.max())
         row["eig_converged"] = bool(result.converged)

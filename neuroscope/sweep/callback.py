@@ -21,6 +21,7 @@ from .. import stopping
 from ..rundir import DIVERGED, INTERRUPTED, SUMMARY_CSV, SWEEP_PNG
 from .figure import plot_sweep
 from .jobs import Launch, as_number, load_sweep, write_launch
+from .seeds import by_seed_name, seed_swept, write_by_seed
 from .table import SweepResult, describe, format_table, write_table
 
 log = logging.getLogger("neuroscope")
@@ -31,11 +32,13 @@ DIVERGED_OBJECTIVE = 1e10
 
 
 def summarize(sweep_dir: str | os.PathLike, *, plot: bool = True) -> SweepResult:
-    """Write ``summary.csv`` and (with ``plot``) ``sweep.png`` into the sweep folder."""
+    """Write ``summary.csv``, ``summary_by_<keys>.csv`` when the seed is swept with other keys,
+    and (with ``plot``) ``sweep.png`` into the sweep folder."""
     sweep = load_sweep(sweep_dir)
     csv_path = write_table(sweep, sweep.sweep_dir / SUMMARY_CSV)
+    by_seed = write_by_seed(sweep, sweep.sweep_dir / by_seed_name(sweep)) if seed_swept(sweep) else None
     png = plot_sweep(sweep, sweep.sweep_dir / SWEEP_PNG) if plot else None
-    return SweepResult(sweep=sweep, csv=csv_path, png=png)
+    return SweepResult(sweep=sweep, csv=csv_path, png=png, by_seed=by_seed)
 
 
 def objective_value(summary: Mapping[str, Any], metric: str = "gen_error", *, penalty: float = DIVERGED_OBJECTIVE) -> float:

@@ -14,11 +14,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogFormatterSciNotation, NullFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from ..rundir import DIVERGED, FAILED, FINISHED, INTERRUPTED, MISSING
 from ..viz.style import COLORS
+from . import seeds
+from .inside import axes_fraction, place_inside_legends, scatter_keys, scatter_panel, spaced
 from .jobs import Job, Sweep, as_number
 
 MAX_ROWS = 6  # more groups than this: one row, the other keys go into the labels
@@ -27,6 +29,7 @@ NO_NUMBERS = (FAILED, MISSING, INTERRUPTED)
 ERRORS = (("test_error", "o", "-", "test error (in the training box)"),
           ("gen_error", "s", "--", "generalization error (outside it)"))
 Limits = Optional[tuple[float, float]]
+LIGHTEST = 0.72  # of viridis: the lightest colour a job gets (contrast > 2:1 on white)
 
 
 def _fmt_value(value: Optional[str]) -> str:
@@ -54,11 +57,13 @@ class Layout:
     x_values: dict[str, Optional[float]]  # job name -> its x position
     x_log: bool
     steps_max: int
+    seeded: bool = False  # seed is swept too: each curve is the mean over the seeds, with a band
+    grid: bool = True  # the sweeper runs a grid (Hydra's basic sweeper); else values it chose (Optuna)
 
     def color(self, job: Job) -> str:
         i = self.distinct.index(_raw(job, self.xkey))
-        if self.numeric:  # dark to light green, never the pale yellow end
-            return to_hex(mpl.colormaps["viridis"](0.88 * i / max(len(self.distinct) - 1, 1)))
+        if self.numeric:  # dark blue to green: the light yellow end of viridis vanishes on white
+            return to_hex(mpl.colormaps["viridis"](LIGHTEST * i / max(len(self.distinct) - 1, 1)))
         return to_hex(mpl.colormaps["tab10"](i % 10))
 
 
@@ -68,12 +73,14 @@ def _raw(job: Job, xkey: Optional[str]) -> str:
 
 
 def _layout(sweep: Sweep) -> Layout:
-    xkey = "lr" if "lr" in sweep.swept_keys else (sweep.swept_keys[0] if sweep.swept_keys else None)
-    group_keys = [k for k in sweep.swept_keys if k != xkey]
+    seeded = seeds.seed_swept(sweep)
+    keys = seeds.other_keys(sweep) if seeded else list(sweep.swept_keys)
+    xkey = "lr" if "lr" in keys else (keys[0] if keys else None)
+    group_keys = [k for k in keys if k != xkey]
     grouped: dict[tuple, list[Job]] = {}
     for job in sweep.jobs:
         grouped.setdefault(tuple(job.overrides.get(k) for k in group_keys), []).append(job)
-    if len(grouped) > MAX_ROWS:
+    if len(grouped) > MAX_ROWS or not sweep.grid:  # a sweeper's chosen values: one page, the keys in the labels
         group_keys, grouped = [], {(): list(sweep.jobs)}
     groups = [(group, sorted(jobs, key=lambda j: _sort_key(_raw(j, xkey))))
               for group, jobs in sorted(grouped.items(), key=lambda kv: [_sort_key(v) for v in kv[0]])]
@@ -83,9 +90,9 @@ def _layout(sweep: Sweep) -> Layout:
     positive = [v for v in x_values.values() if v is not None and v > 0]
     steps = [j.steps_done or 0 for j in sweep.jobs] + [j.steps or 0 for j in sweep.jobs if j.status == FINISHED]
     return Layout(xkey=xkey, group_keys=group_keys, groups=groups, distinct=distinct, numeric=numeric, x_values=x_values,
-                  extra_keys=[k for k in sweep.swept_keys if k != xkey and k not in group_keys],
+                  extra_keys=[k for k in keys if k != xkey and k not in group_keys],
                   x_log=numeric and len(positive) == len(x_values) and max(positive) / min(positive) >= 8,
-                  steps_max=max(steps + [1]))
+                  steps_max=max(steps + [1]), seeded=seeded, grid=sweep.grid)
 
 
 # ------------------------------------------------------------------------------ scales
@@ -179,10 +186,20 @@ def _mark_end(ax: Any, job: Job, x: np.ndarray, y: np.ndarray, lims: Limits) -> 
 def _draw_curves(ax: Any, jobs: Sequence[Job], column: str, layout: Layout, lims: Limits, *,
                  lw: float, times_lr: bool = False) -> None:
     """One curve per job, labelled by its name (scaled by its lr with ``times_lr``); a
-    diverged job's ends in a mark."""
+    diverged job's ends in a mark. With seeds swept: one curve per value of the x key, the
+    mean over its seeds, over the band from their min to their max."""
+    if layout.seeded:
+        for _, same in seeds.seed_groups(jobs, [layout.xkey] if layout.xkey else []):
+            b = seeds.band([_curve(j, column, j.lr if times_lr else 1.0) for j in same])
+            if b is None:
+                continue
+            color, ls = layout.color(same[0]), ":" if any(j.status in STOPPED_EARLY for j in same) else "-"
+            ax.fill_between(b.x, b.lo, b.hi, color=color, alpha=0.2, lw=0)
+            ax.plot(b.x, b.mean, color=color, lw=lw, ls=ls, label=f"mean of {len(same)} seeds")
     for job in jobs:
         x, y = _curve(job, column, job.lr if times_lr else 1.0)
-        ax.plot(x, y, color=layout.color(job), lw=lw, ls=_line_style(job), label=job.name)
+        if not layout.seeded:
+            ax.plot(x, y, color=layout.color(job), lw=lw, ls=_line_style(job), label=job.name)
         if job.status == DIVERGED:
             _mark_end(ax, job, x, y, lims)
 
@@ -235,29 +252,46 @@ def _final_points(ax: Any, jobs: Sequence[Job], layout: Layout) -> None:
         pts = [(x, y, st) for x, y, st in pts if math.isfinite(y) and y > 0]
         if not pts:
             continue
+        if layout.seeded:
+            _seed_means(ax, pts, metric, marker, ls, label)
+            continue
         xs, ys, _ = zip(*pts)
-        ax.plot(xs, ys, marker=marker, ls=ls, color=COLORS[metric], label=label, ms=6, lw=1.3)
+        ax.plot(xs, ys, marker=marker, ls=ls if layout.grid else "none", color=COLORS[metric], label=label, ms=6, lw=1.3)
         for x, y, st in pts:
             if st in STOPPED_EARLY:  # filled with the panel's background, over the line's marker
                 ax.plot([x], [y], marker=marker, ms=7, color=COLORS[metric], mfc=ax.get_facecolor(), mew=1.5, ls="none")
 
 
+def _seed_means(ax: Any, pts: Sequence[tuple[float, float, str]], metric: str, marker: str, ls: str, label: str) -> None:
+    """Per x value, the mean over the seeds, with a bar from their min to their max."""
+    xs = sorted({x for x, _, _ in pts})
+    ys = [[y for x, y, _ in pts if x == v] for v in xs]
+    means = np.array([np.mean(v) for v in ys])
+    err = np.array([[m - min(v) for m, v in zip(means, ys)], [max(v) - m for m, v in zip(means, ys)]])
+    ax.errorbar(xs, means, yerr=err, marker=marker, ls=ls, color=COLORS[metric], ms=6, lw=1.3, capsize=3,
+                label=f"{label}: mean, min-max over seeds")
+
+
 def _status_marks(ax: Any, jobs: Sequence[Job], layout: Layout) -> None:
-    """At the top of the panel, above each job without final errors: why."""
+    """At the top of the panel, above each job without final errors, a mark, and why, where the
+    words of a neighbour leave room (close values share one label). Call after the x axis is set."""
     trans = blended_transform_factory(ax.transData, ax.transAxes)
-    for job in jobs:
-        x = layout.x_values.get(job.name)
-        if x is None:
-            continue
-        if job.status == DIVERGED:
-            ax.plot([x], [0.96], marker="x", ms=10, mew=2.4, color=COLORS["diverged"], transform=trans, clip_on=False)
-            ax.text(x, 0.9, "diverged", transform=trans, ha="center", va="top", fontsize=8, color=COLORS["diverged"])
-        elif job.status in NO_NUMBERS:
-            ax.text(x, 0.97, job.status, transform=trans, ha="center", va="top", fontsize=8, alpha=0.7)
+    marked = sorted(((layout.x_values[j.name], j.status) for j in jobs
+                     if layout.x_values.get(j.name) is not None and (j.status == DIVERGED or j.status in NO_NUMBERS)))
+    for status in dict.fromkeys(st for _, st in marked):
+        xs = sorted({x for x, st in marked if st == status})
+        diverged = status == DIVERGED
+        if diverged:
+            ax.plot(xs, [0.96] * len(xs), ls="none", marker="x", ms=10, mew=2.4, color=COLORS["diverged"], transform=trans,
+                    clip_on=False)
+        for i in spaced([axes_fraction(ax, x) for x in xs], 0.18):
+            ax.text(xs[i], 0.9 if diverged else 0.97, status, transform=trans, ha="center", va="top", fontsize=8,
+                    color=COLORS["diverged"] if diverged else "black", alpha=1.0 if diverged else 0.7)
 
 
 def _swept_axis(ax: Any, layout: Layout) -> None:
-    """The x axis of the errors panel: the swept values as ticks where they are few and typed."""
+    """The x axis of the errors panel: the swept values as ticks where they are typed (those too
+    close to a neighbour's label left unlabelled); round ticks for values a sweeper chose."""
     if layout.x_log:
         ax.set_xscale("log")
     if not layout.numeric:
@@ -266,13 +300,6 @@ def _swept_axis(ax: Any, layout: Layout) -> None:
         ax.set_xlim(-0.5, len(layout.distinct) - 0.5)
         return
     ticks = sorted({v for v in layout.x_values.values() if v is not None})
-    chosen = any(len(v) > 7 for v in layout.distinct)  # values a sweeper chose (Optuna): let matplotlib place ticks
-    if len(ticks) <= 8 and not chosen:
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())  # the swept values are the major ticks
-        if not layout.x_log:
-            ax.xaxis.set_minor_locator(NullLocator())
     lo, hi = ticks[0], ticks[-1]
     if lo == hi:
         ax.set_xlim(lo * 0.5 if layout.x_log else lo - 1, lo * 2 if layout.x_log else lo + 1)
@@ -280,13 +307,27 @@ def _swept_axis(ax: Any, layout: Layout) -> None:
         ax.set_xlim(lo / (hi / lo) ** 0.08, hi * (hi / lo) ** 0.08)
     else:
         ax.set_xlim(lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo))
+    chosen = not layout.grid or any(len(v) > 7 for v in layout.distinct)  # values a sweeper chose (Optuna)
+    if len(ticks) <= 12 and not chosen:
+        kept = [ticks[i] for i in spaced([axes_fraction(ax, t) for t in ticks], 0.12)]
+        ax.set_xticks(kept)
+        ax.set_xticklabels([f"{t:g}" for t in kept])
+    elif layout.x_log:
+        decades = math.log10(ax.get_xlim()[1] / ax.get_xlim()[0])
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor ticks unlabelled: their labels collide
+    if not layout.x_log:
+        ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _errors_panel(ax: Any, jobs: Sequence[Job], layout: Layout, scales: Scales) -> None:
     _final_points(ax, jobs, layout)
     _set_y(ax, scales.errors, log=True)
-    _status_marks(ax, jobs, layout)
     _swept_axis(ax, layout)
+    _status_marks(ax, jobs, layout)
     ax.set_xlabel(layout.xkey or "job")
     ax.set_ylabel("final MSE")
     ax.grid(alpha=0.25)
@@ -310,9 +351,25 @@ def _job_label(job: Job, layout: Layout) -> str:
     return f"{head}: late λ = {ratio:.2f}·(2/lr)" if math.isfinite(ratio) else head
 
 
+def _seeds_label(same: Sequence[Job], layout: Layout) -> str:
+    head = f"{layout.xkey}={_fmt_value(same[0].overrides.get(layout.xkey))}" if layout.xkey else same[0].name
+    mean, std, n = seeds.stats([j.values.get("late_sharpness_over_edge", math.nan) for j in same if j.status != DIVERGED])
+    text = f"{head}: {len(same)} seeds"
+    if n:
+        text += f", late λ = {mean:.2f}±{std:.2f}·(2/lr)"
+    diverged = sum(j.status == DIVERGED for j in same)
+    return text + (f", {diverged} diverged" if diverged else "")
+
+
 def _jobs_legend(ax: Any, jobs: Sequence[Job], layout: Layout) -> None:
-    handles = [Line2D([], [], color=layout.color(j), lw=2, ls=_line_style(j) if j.status != MISSING else "none") for j in jobs]
-    labels = [_job_label(j, layout) for j in jobs]
+    if layout.seeded:  # an entry per value of the x key, over its seeds
+        groups = [same for _, same in seeds.seed_groups(jobs, [layout.xkey] if layout.xkey else [])]
+        handles = [Line2D([], [], color=layout.color(same[0]), lw=2) for same in groups]
+        labels = [_seeds_label(same, layout) for same in groups]
+    else:
+        handles = [Line2D([], [], color=layout.color(j), lw=2, ls=_line_style(j) if j.status != MISSING else "none")
+                   for j in jobs]
+        labels = [_job_label(j, layout) for j in jobs]
     if any(j.status == DIVERGED for j in jobs):
         handles.append(Line2D([], [], color=COLORS["diverged"], marker="x", ls="none", ms=8, mew=2))
         labels.append("where a run diverged\n(off-scale values drawn at the edge)")
@@ -321,10 +378,17 @@ def _jobs_legend(ax: Any, jobs: Sequence[Job], layout: Layout) -> None:
               alignment="left")
 
 
-def _new_figure(layout: Layout) -> tuple[Figure, np.ndarray]:
-    """A 2x2 page for one group; else one row of four panels per group, titled by its group."""
+def _new_figure(layout: Layout) -> tuple[Figure, np.ndarray, list[Any]]:
+    """A 2x2 page for one group (a third column for the scatter panels of a sweep without a
+    grid over several keys); else one row of four panels per group, titled by its group."""
     rows = len(layout.groups)
-    if rows == 1:
+    extra: list[Any] = []
+    if rows == 1 and scatter_keys(layout):
+        fig = Figure(figsize=(22, 10.2), layout="constrained")
+        grid = fig.subplots(2, 3)
+        axes = np.array([[grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]]])
+        extra = [grid[0, 2], grid[1, 2]]
+    elif rows == 1:
         fig = Figure(figsize=(16.5, 10.2), layout="constrained")
         axes = fig.subplots(2, 2).reshape(1, 4)
     else:
@@ -335,13 +399,13 @@ def _new_figure(layout: Layout) -> tuple[Figure, np.ndarray]:
             sub.suptitle("  ".join(f"{k} = {_fmt_value(v)}" for k, v in zip(layout.group_keys, group)),
                          fontsize=11.5, fontweight="bold", x=0.01, ha="left")
     FigureCanvasAgg(fig)
-    return fig, axes
+    return fig, axes, extra
 
 
 def draw_sweep(sweep: Sweep) -> Figure:
     """The figure of ``sweep.png``; each row's axes: sharpness, lr·sharpness, loss, final errors."""
     layout, scales = _layout(sweep), _scales(sweep)
-    fig, axes = _new_figure(layout)
+    fig, axes, extra = _new_figure(layout)
     for (_, jobs), (ax_s, ax_n, ax_l, ax_e) in zip(layout.groups, axes):
         drawn = [j for j in jobs if j.metrics]
         _sharpness_panel(ax_s, drawn, layout, scales)
@@ -350,12 +414,15 @@ def draw_sweep(sweep: Sweep) -> Figure:
         _step_axes((ax_s, ax_n, ax_l), drawn, layout.steps_max)
         _errors_panel(ax_e, jobs, layout, scales)
         _jobs_legend(ax_n if len(layout.groups) == 1 else ax_e, jobs, layout)
+    for ax, key in zip(extra, scatter_keys(layout)):
+        scatter_panel(ax, sweep.jobs, key, scales.errors)
     lines = [f"{sweep.sweep_dir}: {len(sweep.jobs)} jobs ({sweep.counts_text()})"]
     if sweep.fixed:
         lines.append("fixed: " + " ".join(sweep.fixed))
     if sweep.missing:
         lines.append("missing (no job folder): " + ", ".join(j.name for j in sweep.missing))
     fig.suptitle("\n".join(lines), fontsize=11, ha="left", x=0.01)
+    place_inside_legends(fig)
     return fig
 
 

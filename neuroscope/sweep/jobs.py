@@ -59,6 +59,13 @@ class Sweep:
     swept_keys: list[str]
     jobs: list[Job]
     fixed: list[str] = field(default_factory=list)  # overrides common to every job, as typed
+    sweeper: str = ""  # multirun.yaml's hydra.sweeper._target_ ('' when unknown)
+
+    @property
+    def grid(self) -> bool:
+        """Whether the jobs are a grid of typed values (Hydra's basic sweeper, or unknown), not
+        values an optimizing sweeper (Optuna, Nevergrad) chose."""
+        return not self.sweeper or self.sweeper.endswith("BasicSweeper")
 
     @property
     def missing(self) -> list[Job]:
@@ -292,4 +299,5 @@ def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
     if not swept:  # not known from multirun.yaml: the keys whose values differ between jobs
         keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
         swept = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
-    return Sweep(sweep_dir=sweep_dir, swept_keys=swept, jobs=jobs, fixed=_fixed_overrides(jobs, swept))
+    return Sweep(sweep_dir=sweep_dir, swept_keys=swept, jobs=jobs, fixed=_fixed_overrides(jobs, swept),
+                 sweeper=str(_select(multirun, "hydra.sweeper._target_") or ""))

@@ -17,6 +17,7 @@ class SweepResult:
     sweep: Sweep
     csv: Path
     png: Optional[Path]
+    by_seed: Optional[Path] = None  # summary_by_<keys>.csv: the numbers over the seeds
 
 
 def table_columns(sweep: Sweep) -> list[str]:
@@ -77,7 +78,7 @@ def format_table(sweep: Sweep) -> str:
 
 def describe(result: SweepResult) -> str:
     """What a summary wrote, and why each failed or missing job has no numbers."""
-    files = f"{result.csv}" + (f", {result.png}" if result.png else "")
+    files = ", ".join(str(p) for p in (result.csv, result.by_seed, result.png) if p)
     lines = [f"sweep summary ({len(result.sweep.jobs)} jobs: {result.sweep.counts_text()}): {files}"]
     for job in result.sweep.jobs:
         if job.status in (MISSING, FAILED):

@@ -2,6 +2,7 @@
 sharpness against 2/lr, the update's projection), growing with the frames."""
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Hashable, Optional, Sequence
@@ -12,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from ..rundir import History
-from . import scales
+from . import placement, scales
 from .panels import Frame, Look, Panel, RunView, diverged_at
 from .style import COLORS, EXTRA_TERM_COLORS, LAMBDA_COLORS, TERM_COLORS
 
@@ -72,9 +73,6 @@ class CurvePanel(Panel):
         for s in self.series:
             col = np.asarray(m.get(s.column, np.full(len(steps), np.nan)), dtype=np.float64)
             s.x, s.y = scales.finite_series(steps[: len(col)], col[: len(steps)], positive=self.log_y)
-            # few measurements (a short or early-diverged run): dots, so a single one still shows
-            s.line.set_marker("o" if len(s.x) <= SPARSE_POINTS else "None")
-            s.line.set_markersize(3.0 * max(self.look.scale, 0.6))
         limits = (view.time_x, self._y_limits())
         if limits != self.limits:
             self.limits = limits
@@ -90,31 +88,71 @@ class CurvePanel(Panel):
         """Panel-specific static notes."""
         return []
 
+    def _labels(self) -> list[tuple[Any, list[dict]]]:
+        """Labels that go where the curves are not: each text with its candidate spots (Text
+        properties: x, y, ha, va)."""
+        return []
+
+    def _place(self, renderer: Any, notes: list[Any], labels: list[tuple[Any, list[dict]]], legend: Any,
+               lines: Sequence[Line2D] = (), tries: int = 3) -> None:
+        """Labels, then the legend, each where it covers no curve and nothing placed before; where
+        the legend finds no such place, raise the top of the value axis (a quarter, or a decade on
+        a log axis) and try again."""
+        for attempt in range(tries):
+            points = placement.data_points([s.line for s in self.series] + list(lines))
+            avoid = [n.get_window_extent(renderer) for n in notes]
+            for text, spots in labels:
+                avoid.append(placement.place_text(text, renderer, spots, points, avoid))
+            if legend is None or placement.place_legend(legend, renderer, points, avoid)[0] == 0 or attempt == tries - 1:
+                return
+            lo, hi = self.ax.get_ylim()
+            self.ax.set_ylim(lo, hi * 10 if self.log_y else hi + 0.25 * (hi - lo))
+
+    def _backdrop(self) -> list[Any]:
+        """Static artists under the curves; those with a label get a legend entry."""
+        return []
+
     def _note(self, x: float, y: float, text: str, **style: Any) -> Any:
         return self.ax.text(x, y, text, transform=self.ax.transAxes, **style)
 
     def decorate(self) -> list[Any]:
-        out: list[Any] = []
-        for s in self.series:  # 'best' legend placement looks at the whole run's curves
+        for s in self.series:  # legend and label placement look at the whole run's curves
             s.line.set_data(s.x, s.y)
-        handles = self._legend_handles() if self.legend else []
-        if handles:
-            leg = self.ax.legend(handles=handles, labels=[h.get_label() for h in handles], loc="best", framealpha=0.85,
-                                 ncol=1, handlelength=1.8, borderaxespad=0.4)
-            leg.set_zorder(6)
-            out.append(leg)
+            # few measurements (a short or early-diverged run): dots, so a single one still shows
+            s.line.set_marker("o" if len(s.x) <= SPARSE_POINTS else "None")
+            s.line.set_markevery(None)
+            s.line.set_markersize(3.0 * max(self.look.scale, 0.6))
+        notes: list[Any] = []
         if self.empty_note and not self.look.live and not any(len(s.y) for s in self.series):
-            out.append(self._note(0.5, 0.5, self.empty_note, ha="center", va="center", fontsize=self.look.font_size * 0.95,
-                                  color=NOTE_GREY, zorder=6))
-        out += self._notes()
+            notes.append(self._note(0.5, 0.5, self.empty_note, ha="center", va="center", fontsize=self.look.font_size * 0.95,
+                                    color=NOTE_GREY, zorder=6))
+        notes += self._notes()
+        labels = self._labels()
+        backdrop = self._backdrop()
+        out = backdrop + notes + [text for text, _ in labels]
+        labelled = [a for a in backdrop if not a.get_label().startswith("_")]
+        handles = (self._legend_handles() if self.legend or labelled else []) + labelled
+        legend = None
+        if handles:
+            legend = self.ax.legend(handles=handles, labels=[h.get_label() for h in handles], loc="best", framealpha=0.85,
+                                    ncol=1, handlelength=1.8, borderaxespad=0.4)
+            legend.set_zorder(6)
+            out.append(legend)
+        renderer = placement.renderer_of(self.fig)
+        if renderer is not None:
+            self._place(renderer, notes, labels, legend, [a for a in backdrop if isinstance(a, Line2D)])
         if self.diverged_step is not None:
             out.append(self.ax.axvline(self.diverged_step, color=COLORS["diverged"], lw=1.2, ls="--", alpha=0.8, zorder=1))
         return out
 
     def show(self, frame: Frame) -> None:
+        whole = math.isinf(frame.cut)
         for s in self.series:
             k = int(np.searchsorted(s.x, frame.cut, side="right"))
             s.line.set_data(s.x[:k], s.y[:k])
+            if len(s.x) > SPARSE_POINTS:  # a dot at the newest value: one point still shows (frame 0)
+                s.line.set_marker("None" if whole or k == 0 else "o")
+                s.line.set_markevery([k - 1] if k else None)
         self.now_line.set_xdata([frame.now, frame.now])
 
 
@@ -188,27 +226,78 @@ class SharpnessPanel(CurvePanel):
         return super()._legend_handles() + ([self.eos_line] if self.eos_line is not None else [])
 
     def _notes(self) -> list[Any]:
-        out, fs = [], self.look.font_size
-        if self.threshold is not None:
-            to_data = blended_transform_factory(self.ax.transAxes, self.ax.transData)
-            out.append(self.ax.text(0.01, self.threshold, f" 2/lr = {self.threshold:.4g}", transform=to_data, ha="left",
-                                    va="bottom", color=COLORS["eos"], fontsize=fs * 0.9, fontweight="bold", zorder=5))
-        if self.off_scale is not None:
-            out.append(self._note(0.99, 0.97, f"↑ off scale (max {self.off_scale:.3g})", ha="right", va="top",
-                                  fontsize=fs * 0.85, color=COLORS["diverged"]))
-        return out
+        if self.off_scale is None:
+            return []
+        return [self._note(0.99, 0.97, f"↑ off scale (max {self.off_scale:.3g})", ha="right", va="top",
+                           fontsize=self.look.font_size * 0.85, color=COLORS["diverged"])]
+
+    def _labels(self) -> list[tuple[Any, list[dict]]]:
+        """The 2/lr label on its line, at the end (left or right, above or below) the curves leave free."""
+        if self.threshold is None:
+            return []
+        to_data = blended_transform_factory(self.ax.transAxes, self.ax.transData)
+        label = self.ax.text(0.01, self.threshold, f" 2/lr = {self.threshold:.4g} ", transform=to_data, ha="left",
+                             va="bottom", color=COLORS["eos"], fontsize=self.look.font_size * 0.9, fontweight="bold",
+                             zorder=5)
+        spots = [dict(x=x, ha=ha, va=va) for va in ("bottom", "top") for x, ha in ((0.01, "left"), (0.99, "right"),
+                                                                                   (0.5, "center"))]
+        return [(label, spots)]
 
 
 class ProjectionPanel(CurvePanel):
-    """|Δθ·v_max|: how far each update moves along the top eigenvector."""
+    """|Δθ·v_max|: how far each update moves along the top eigenvector, over the floors under
+    which it is not resolved: the recorded error bound (``projection_err``) and float rounding
+    of the update, ε·lr·‖∇L‖ (ε of the run's dtype)."""
 
     name = "proj"
     title = "|Δθ·v_max|: the update along the top eigenvector"
     ylabel = "|Δθ·v_max| (log)"
     log_y = True
-    legend = False
+    legend = False  # one curve; the floors, when drawn, get legend entries
     empty_note = "|Δθ·v_max| not measured"
 
     def _add_curves(self, history: History, meta: dict) -> None:
         if "projection" in history.metrics:
             self._add("projection", "|Δθ·v_max|", COLORS["projection"], 1.3)
+        self.floors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def set_history(self, view: RunView) -> Hashable:
+        m = view.history.metrics
+        self.floors = projection_floors(m, view.steps, view.meta) if "projection" in m else {}
+        state = super().set_history(view)
+        return state, tuple((k, len(x)) for k, (x, _) in self.floors.items())
+
+    def _y_limits(self) -> scales.Limits:
+        return scales.log_limits([s.y for s in self.series] + [y for _, y in self.floors.values()])
+
+    def _backdrop(self) -> list[Any]:
+        """The floors, under the curve: a shaded band up to the error bound, a dotted line at rounding."""
+        out: list[Any] = []
+        bottom = self.limits[1][0] if self.limits else 1e-300
+        if "error bound" in self.floors:
+            x, y = self.floors["error bound"]
+            out.append(self.ax.fill_between(x, bottom, y, step="mid", color=NOTE_GREY, alpha=0.22, lw=0, zorder=1,
+                                            label="not resolved (error bound)"))
+        if "float rounding" in self.floors:
+            x, y = self.floors["float rounding"]
+            out += self.ax.plot(x, y, color=NOTE_GREY, lw=1.0, ls=":", zorder=2, label="float rounding ε·lr·‖∇L‖")
+        return out
+
+
+EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
+
+
+def projection_floors(metrics: dict, steps: np.ndarray, meta: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The levels under which |Δθ·v_max| is not resolved, as (steps, values) of their finite,
+    positive points: "error bound" from a ``projection_err`` column, "float rounding" from
+    ``grad_norm``, lr and the run's dtype (summary ``environment.dtype``). Absent inputs: absent floors."""
+    out = {}
+    if "projection_err" in metrics:
+        out["error bound"] = scales.finite_series(steps, np.asarray(metrics["projection_err"], dtype=np.float64),
+                                                  positive=True)
+    lr = meta.get("lr")
+    dtype = str((meta.get("environment") or {}).get("dtype", meta.get("dtype", "")))
+    if "grad_norm" in metrics and isinstance(lr, (int, float)) and dtype in EPS:
+        rounding = EPS[dtype] * float(lr) * np.asarray(metrics["grad_norm"], dtype=np.float64)
+        out["float rounding"] = scales.finite_series(steps, rounding, positive=True)
+    return {k: v for k, v in out.items() if len(v[0])}

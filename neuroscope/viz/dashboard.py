@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from ..config import VizConfig
 from ..rundir import INTERRUPTED, History
-from . import scales
+from . import placement, scales
 from .curves import LossPanel, ProjectionPanel, SharpnessPanel
 from .panels import Frame, Look, Panel, RunView, diverged_at, fit_panel
 from .style import COLORS
@@ -32,13 +32,13 @@ def default_panels(history: History) -> list[type[Panel]]:
     return [fit_panel(history.geometry), LossPanel, SharpnessPanel, ProjectionPanel]
 
 
-def panel_rects(size: Sequence[float], scale: float, n: int) -> list[list[float]]:
+def panel_rects(size: Sequence[float], scale: float, n: int, extra_gap: float = 0.0) -> list[list[float]]:
     """[left, bottom, width, height] in figure fractions of ``n`` panels in rows of COLUMNS,
     from margins in inches scaled with the figure (never recomputed: the layout cannot jump
-    between frames)."""
+    between frames); ``extra_gap`` inches widen the gap between columns."""
     w, h = size
-    left, right, top, bottom = 0.85 * scale, 0.35 * scale, 0.85 * scale, 0.6 * scale
-    col_gap, row_gap = 1.0 * scale, 0.95 * scale
+    left, right, top, bottom = 0.85 * scale, 0.35 * scale, 1.05 * scale, 0.6 * scale
+    col_gap, row_gap = (1.0 + extra_gap) * scale, 0.95 * scale
     rows = -(-n // COLUMNS)
     pw = (w - left - right - (COLUMNS - 1) * col_gap) / COLUMNS
     ph = (h - top - bottom - (rows - 1) * row_gap) / rows
@@ -60,6 +60,21 @@ def _agg_figure(viz: VizConfig) -> Figure:
     figure = Figure(figsize=(w_px / dpi, h_px / dpi), dpi=dpi, facecolor="white")
     FigureCanvasAgg(figure)
     return figure
+
+
+def run_facts(meta: dict) -> str:
+    """The header's second line: the model and the measurement, from what ``meta`` holds
+    (absent values are left out): 'width 16 · depth 2 · tanh · 321 parameters · k = 1'."""
+    parts = []
+    for key, fmt in (("width", "width {}"), ("depth", "depth {}"), ("activation", "{}")):
+        if meta.get(key) not in (None, ""):
+            parts.append(fmt.format(meta[key]))
+    n = meta.get("n_params")
+    if isinstance(n, (int, float)) and not isinstance(n, bool):
+        parts.append(f"{int(n):,} parameters")
+    if isinstance(meta.get("k"), int):
+        parts.append(f"k = {meta['k']}")
+    return "   ·   ".join(parts)
 
 
 class Dashboard:
@@ -101,7 +116,8 @@ class Dashboard:
         self.history = history
         classes = list(panels) if panels is not None else default_panels(history)
         with mpl.rc_context(self._rc):
-            rects = panel_rects((w_in, h_in), scale, len(classes))
+            extra = max([cls.room_right(history) for cls in classes[:-1]] + [0.0])
+            rects = panel_rects((w_in, h_in), scale, len(classes), extra)
             self._build_header(rects)
             meta = self._meta(history)
             self.panels: dict[str, Panel] = {
@@ -116,7 +132,7 @@ class Dashboard:
 
     def _build_header(self, rects: list[list[float]]) -> None:
         h_in = self.fig.get_size_inches()[1]
-        self._header_y = 1 - 0.34 * self._look.scale / h_in
+        self._header_y = 1 - 0.3 * self._look.scale / h_in
         self._header_right = max(r[0] + r[2] for r in rects)
         self.title = self.fig.text(rects[0][0], self._header_y, "", ha="left", va="center",
                                    fontsize=self._look.font_size * 1.3, fontweight="bold", animated=True)
@@ -147,7 +163,8 @@ class Dashboard:
         time_x = scales.time_limits(self._steps, self.meta.get("steps"), live=self.live)
         view = RunView(history=history, meta=self.meta, steps=self._steps, time_x=time_x, predictions=shown)
         state = tuple(panel.set_history(view) for panel in self.panels.values())
-        state += (diverged_at(self.meta), self.meta.get("status"), self.meta.get("name"), self.meta.get("lr"))
+        state += (diverged_at(self.meta), self.meta.get("status"), self.meta.get("name"), self.meta.get("lr"),
+                  run_facts(self.meta))
         if state != self._state:
             self._state = state
             self._stale = True
@@ -203,6 +220,11 @@ class Dashboard:
         if parts:
             out.append(self.fig.text(0.5, self._header_y, "   ·   ".join(parts), ha="center", va="center", fontsize=fs,
                                      fontweight="bold"))
+        facts = run_facts(self.meta)
+        if facts:
+            y = self._header_y - 0.27 * self._look.scale / self.fig.get_size_inches()[1]
+            out.append(self.fig.text(0.5, y, facts, ha="center", va="center", fontsize=self._look.font_size * 0.95,
+                                     color="#444444"))
         return out
 
     # -- drawing ------------------------------------------------------------------------
@@ -217,6 +239,11 @@ class Dashboard:
                 artist.remove()
             self._decor = [a for panel in self.panels.values() for a in panel.decorate()] + self._header_decor()
             self.canvas.draw()  # animated artists are skipped: this is the background
+            renderer = placement.renderer_of(self.fig)
+            for _ in range(4 if renderer is not None else 0):  # panels that place things by the drawn layout
+                if not any([panel.settle(renderer) for panel in self.panels.values()]):
+                    break
+                self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(self.fig.bbox)
         for panel in self.panels.values():
             panel.after_background()

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..rundir import DIVERGED, Geometry, History
-from . import scales
+from . import pointwise, scales
 from .style import COLORS
 
 MAX_SURFACE_CELLS = 40  # per side of the 3D surface
@@ -84,6 +84,16 @@ class Panel(ABC):
         removes them before the next full redraw."""
         return []
 
+    @classmethod
+    def room_right(cls, history: History) -> float:
+        """Inches the panel needs right of its axes for labels of its own (in the column gap)."""
+        return 0.0
+
+    def settle(self, renderer: Any) -> bool:
+        """Called after a full redraw, to place what needs the drawn layout measured; returns True
+        when it moved something (the dashboard then draws the background again)."""
+        return False
+
     def after_background(self) -> None:
         """Called after each full redraw."""
 
@@ -117,6 +127,7 @@ class FitPanel(Panel):
         note_style = dict(ha="right", va="bottom", color=COLORS["diverged"], fontsize=look.font_size * 0.95,
                           fontweight="bold", animated=True, zorder=6)
         self.fit_note = self._note_text(**note_style)
+        self.range_note = self._range_note_text(**{**note_style, "va": "top", "fontsize": look.font_size * 0.85})
 
     @abstractmethod
     def _build(self, geometry: Geometry) -> None:
@@ -124,6 +135,15 @@ class FitPanel(Panel):
 
     def _note_text(self, **style: Any) -> Any:
         return self.ax.text(0.99, 0.03, "", transform=self.ax.transAxes, **style)
+
+    def _range_note_text(self, **style: Any) -> Any:
+        """The note naming the true extremes of a prediction drawn clipped (below the legend strip)."""
+        return self.ax.text(0.99, 1 - self.legend_strip, "", transform=self.ax.transAxes, **style)
+
+    @property
+    def legend_strip(self) -> float:
+        """The axes fraction the legend takes at the top of the panel."""
+        return 0.02
 
     @abstractmethod
     def _apply_limits(self, limits: scales.Limits) -> None:
@@ -147,18 +167,24 @@ class FitPanel(Panel):
         pred = frame.prediction
         bad = 0 if pred is None else int(np.count_nonzero(~np.isfinite(pred)))
         self.fit_note.set_text(f"prediction not finite at {bad / len(pred):.0%} of the points" if bad else "")
+        self.range_note.set_text(pointwise.off_scale_note(pred, self.clip))
 
     def draw(self) -> None:
         super().draw()
-        if self.fit_note.get_text():
-            self.ax.draw_artist(self.fit_note)
+        for note in (self.fit_note, self.range_note):
+            if note.get_text():
+                self.ax.draw_artist(note)
 
 
 class FitPanel1D(FitPanel):
-    """A 1D fit: prediction and target curves over x, the training box shaded."""
+    """A 1D fit: prediction and target curves over x, the training box shaded; for a PDE run
+    the collocation and boundary points as a rug and |u − u*| on a log axis at the right."""
 
-    pads = (0.06, 0.30)  # room above the curves for the legend
     headroom = 0.05
+
+    @classmethod
+    def room_right(cls, history: History) -> float:
+        return 0.8 if pointwise.is_pde(history.geometry) else 0.0  # the |u − u*| axis
 
     def _build(self, g: Geometry) -> None:
         ax, scale = self.ax, self.look.scale
@@ -171,21 +197,51 @@ class FitPanel1D(FitPanel):
             ax.axvline(v, color=COLORS["train_box"], lw=0.8, alpha=0.6)
         target = np.asarray(g.plot_target, dtype=np.float64)[self._order]
         ax.plot(self._x, np.where(np.isfinite(target), target, np.nan), color=COLORS["target"], lw=2.6, alpha=0.35,
-                label="target", solid_capstyle="round")
+                label="exact solution u*" if pointwise.is_pde(g) else "target", solid_capstyle="round")
         if len(g.train_y):  # a pure-physics run has no training points
             tx = np.asarray(g.train_x, dtype=np.float64).reshape(len(g.train_y), -1)[:, 0]
             ax.plot(tx, np.asarray(g.train_y, dtype=np.float64), "o", ms=3.2 * max(scale, 0.6),
                     color=COLORS["train_points"], label="training points", zorder=3)
+        pointwise.rug(ax, g, scale)
         (self.pred_line,) = ax.plot([], [], color=COLORS["prediction"], lw=2.0, label="prediction", animated=True, zorder=4)
         self.animated = [self.pred_line]
+        self.error = None
+        if pointwise.is_pde(g):
+            self.error = pointwise.ErrorAxis1D(ax, self._x, self._order, g.plot_target, self.look.font_size)
         ax.set_xlim(float(self._x.min()), float(self._x.max()))
-        ax.set_xlabel("x")
-        ax.set_ylabel("f(x)")
+        ax.set_xlabel(pointwise.axis_names(g)[0])
+        ax.set_ylabel(pointwise.value_label(g))
         ax.set_title(f"Fit on the test box {_fmt_box(g.test_box)}, training box {_fmt_box(g.train_box)}", loc="left")
+        self._legend(g)
+
+    def _legend(self, g: Geometry) -> None:
+        """A strip of legend entries above the curves; the value axis leaves room for it."""
+        ax = self.ax
         handles, labels = ax.get_legend_handles_labels()
-        order = [labels.index(k) for k in ("prediction", "target", "training points", "training box") if k in labels]
-        ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=4, frameon=False,
+        if self.error is not None:
+            handles.append(self.error.line)
+            labels.append(self.error.line.get_label())
+        keys = ("prediction", "target", "exact solution u*", "training points", "collocation points", "boundary points",
+                "|u − u*| (right axis)", "training box")
+        order = [labels.index(k) for k in keys if k in labels]
+        ncol = 4 if len(order) <= 4 else 3
+        self._rows = -(-len(order) // ncol)
+        self.pads = (0.06, 0.30 + 0.16 * (self._rows - 1))
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=ncol, frameon=False,
                   handlelength=1.6, columnspacing=1.4, borderaxespad=0.4)
+
+    @property
+    def legend_strip(self) -> float:
+        return 0.03 + 0.075 * getattr(self, "_rows", 1)
+
+    def set_history(self, view: RunView) -> Hashable:
+        state = super().set_history(view)
+        return state if self.error is None else (state, self.error.set_limits(view.predictions))
+
+    def draw(self) -> None:
+        super().draw()
+        if self.error is not None:
+            self.error.draw()
 
     def _apply_limits(self, limits: scales.Limits) -> None:
         self.ax.set_ylim(*limits)
@@ -193,10 +249,14 @@ class FitPanel1D(FitPanel):
     def _show_prediction(self, prediction: Optional[np.ndarray]) -> None:
         if prediction is None:
             self.pred_line.set_data([], [])
+            if self.error is not None:
+                self.error.show(None)
             return
         y = np.asarray(prediction, dtype=np.float64)[self._order]
         y = np.where(np.isfinite(y), np.clip(y, *self.clip), np.nan)
         self.pred_line.set_data(self._x, y)
+        if self.error is not None:
+            self.error.show(prediction)
 
 
 class FitPanel2D(FitPanel):
@@ -234,39 +294,58 @@ class FitPanel2D(FitPanel):
         ax.set_xlim(float(grid[..., 0].min()), float(grid[..., 0].max()))
         ax.set_ylim(float(grid[..., 1].min()), float(grid[..., 1].max()))
         ax.view_init(elev=28, azim=-58)
-        ax.set_xlabel("x₁", labelpad=-2)
-        ax.set_ylabel("x₂", labelpad=-2)
-        ax.set_zlabel("f(x)", labelpad=-2)
+        names = pointwise.axis_names(g)
+        ax.set_xlabel(names[0], labelpad=-2)
+        ax.set_ylabel(names[1], labelpad=-2)
+        ax.set_zlabel(pointwise.value_label(g), labelpad=-2)
         ax.tick_params(pad=0)
-        ax.set_box_aspect((1.0, 1.0, 0.62), zoom=1.12)
+        self._zoom = 1.12
+        ax.set_box_aspect((1.0, 1.0, 0.62), zoom=self._zoom)
         ax.set_anchor("W")  # the 3D box is square: keep the free width on the right, for the legend
-        self._title_and_legend(g)
+        self.error = pointwise.ErrorInset2D(self.fig, g, self.look.font_size) if pointwise.is_pde(g) else None
+        self._free_left: Optional[float] = None  # where the free column right of the 3D box starts (measured)
+        self._title(g)
 
-    def _title_and_legend(self, g: Geometry) -> None:
-        """Figure-level, over the panel's rectangle: a 3D axes has no room of its own for them."""
+    def _title(self, g: Geometry) -> None:
+        """Figure-level, over the panel's rectangle: a 3D axes has no room of its own for it."""
         x0, y0, w, h = self.rect
-        fs = self.look.font_size
         self.fig.text(x0, y0 + h + 0.06 * self.look.scale / self.fig.get_size_inches()[1],
-                      f"Fit on the test box {_fmt_box(g.test_box)}²", ha="left", va="bottom", fontsize=fs * 1.08)
+                      f"Fit on the test box {_fmt_box(g.test_box)}²", ha="left", va="bottom", fontsize=self.look.font_size * 1.08)
+
+    def _legend(self) -> Any:
+        """In the free column right of the 3D box and its tick labels, at the panel's top."""
+        g = self.geometry
+        pde = pointwise.is_pde(g)
         handles = [
             Patch(facecolor=mpl.colormaps["viridis"](0.6), edgecolor="none", label="prediction"),
-            Line2D([], [], color=(0.1, 0.1, 0.1, 0.55), lw=1.0, label="target"),
+            Line2D([], [], color=(0.1, 0.1, 0.1, 0.55), lw=1.0, label="exact solution u*" if pde else "target"),
             Line2D([], [], color=COLORS["train_box"], lw=1.8, label=f"training box\n{_fmt_box(g.train_box)}²"),
-            Line2D([], [], ls="none", marker="o", ms=3, color=COLORS["train_points"], label="training inputs"),
         ]
-        self.fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(x0 + w, y0 + h), frameon=False,
-                        borderaxespad=0.0, handlelength=1.5)
+        if len(g.train_y):
+            handles.append(Line2D([], [], ls="none", marker="o", ms=3, color=COLORS["train_points"], label="training inputs"))
+        handles += pointwise.legend_handles(g)
+        x0, y0, w, h = self.rect
+        left = self._free_left if self._free_left is not None else x0 + 0.72 * w
+        return self.fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(left, y0 + h), frameon=False,
+                               borderaxespad=0.0, handlelength=1.5)
 
     def _note_text(self, **style: Any) -> Any:
         return self.ax.text2D(0.99, 0.02, "", transform=self.ax.transAxes, **style)
+
+    def _range_note_text(self, **style: Any) -> Any:
+        return self.ax.text2D(0.99, 0.5, "", transform=self.ax.transAxes, **style)
 
     def _apply_limits(self, limits: scales.Limits) -> None:
         self.ax.set_zlim(*limits)
         self.norm.vmin, self.norm.vmax = limits
         self.surface.set_norm(self.norm)
 
+    def set_history(self, view: RunView) -> Hashable:
+        state = super().set_history(view)
+        return state if self.error is None else (state, self.error.set_limits(view.predictions))
+
     def decorate(self) -> list[Any]:
-        """Training box and points on the floor of the 3D box (the floor moves with z limits)."""
+        """Training box and points on the floor of the 3D box (the floor moves with z limits), the legend."""
         ax, g = self.ax, self.geometry
         z0 = self.limits[0]
         lo, hi = g.train_box
@@ -274,13 +353,43 @@ class FitPanel2D(FitPanel):
         tx = np.asarray(g.train_x, dtype=np.float64).reshape(-1, 2)
         pts = ax.scatter(tx[:, 0], tx[:, 1], np.full(len(tx), z0), s=4 * max(self.look.scale, 0.5), c=COLORS["train_points"],
                          depthshade=False, alpha=0.7)
-        return [box, pts]
+        self.legend = self._legend()
+        return [box, pts, self.legend] + pointwise.floor_points(ax, g, z0, self.look.scale)
+
+    def settle(self, renderer: Any) -> bool:
+        """Measured after a full draw: move the legend (and the error map) right of the 3D box's
+        tick labels, shrinking the box when the legend has no room there; True when something
+        moved (the background must be drawn again)."""
+        w_in, h_in = self.fig.get_size_inches()
+        fig_w = self.fig.bbox.width
+        right = self.ax.get_tightbbox(renderer).x1 / fig_w + 0.08 * self.look.scale / w_in
+        moved = self._free_left is None or abs(right - self._free_left) * fig_w > 1.0
+        self._free_left = right
+        self.legend.set_bbox_to_anchor((right, self.rect[1] + self.rect[3]), transform=self.fig.transFigure)
+        box = self.legend.get_window_extent(renderer).transformed(self.fig.transFigure.inverted())
+        limit = self.rect[0] + self.rect[2] + 0.3 * self.look.scale / w_in  # the next panel's tick labels start after
+        if box.x1 > limit and self._zoom > 0.6:
+            self._zoom *= 0.9
+            self.ax.set_box_aspect((1.0, 1.0, 0.62), zoom=self._zoom)
+            return True
+        self._place_labels_right(renderer)
+        if self.error is not None:
+            self.error.place(right, box.y0 - 0.3 * self.look.scale / h_in, min(box.width, limit - right), w_in / h_in)
+        return moved
+
+    def _place_labels_right(self, renderer: Any) -> None:
+        """The notes at the right of the 3D box, below the legend."""
+        box = self.legend.get_window_extent(renderer).transformed(self.ax.transAxes.inverted())
+        self.range_note.set_position((1.0, box.y0 - 0.03))
+        self.range_note.set_horizontalalignment("right")
 
     def after_background(self) -> None:
         self.wire.do_3d_projection()  # static: projected once per view
 
     def _show_prediction(self, prediction: Optional[np.ndarray]) -> None:
         self._has_prediction = prediction is not None
+        if self.error is not None:
+            self.error.show(prediction)
         if prediction is None:
             return
         lo, hi = self.clip
@@ -294,6 +403,8 @@ class FitPanel2D(FitPanel):
             self.surface.do_3d_projection()
             self.ax.draw_artist(self.surface)
         super().draw()
+        if self.error is not None:
+            self.error.draw()
 
 
 FIT_PANELS: dict[int, type[FitPanel]] = {1: FitPanel1D, 2: FitPanel2D}  # by input dimension

@@ -110,6 +110,28 @@ def _viz_dotlist(overrides: Sequence[str]) -> list[str]:
 # ----------------------------------------------------------------------------- render
 
 
+FACT_KEYS = {"width": "model.width", "depth": "model.depth", "activation": "model.activation", "k": "curvature.k"}
+
+
+def config_facts(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """What the header shows of the run's ``.hydra/config.yaml`` (model width, depth and
+    activation, curvature k); the keys it lacks, or all of them for a folder without one, are left out."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(run_dir) / CONFIG_YAML
+    try:
+        cfg = OmegaConf.load(path) if path.exists() else None
+    except (OmegaConfBaseException, OSError, ValueError) as e:
+        log.warning("header: cannot read %s (%s)", path, first_line(e))
+        cfg = None
+    if cfg is None:
+        return {}
+    found = {key: OmegaConf.select(cfg, dotted, default=None, throw_on_resolution_failure=False)
+             for key, dotted in FACT_KEYS.items()}
+    return {k: v for k, v in found.items() if isinstance(v, (int, str)) and not isinstance(v, bool)}
+
+
 def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
     """Draw ``dashboard.png`` (always) and ``animation.mp4`` (``animation.gif`` when no MP4
     can be written, nothing when ``viz.format=none``) from the run's files. ``viz``: a
@@ -117,6 +139,7 @@ def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     history = load(run_dir)
+    history.meta = {**config_facts(run_dir), **history.meta}
     viz = resolve_viz(viz, run_dir)
     dash = Dashboard(history, viz)
 
