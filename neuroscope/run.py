@@ -102,7 +102,7 @@ def build_target(cfg: FunctionConfig) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def build_model(cfg: ModelConfig, input_dim: int) -> nn.Module:
     """The network ``model._target_`` names, built from the model settings."""
-    factory = resolve_target(cfg._target_, key="model._target_")
+    factory = resolve_target(cfg._target_, key="model._target_", kind="model")
     return factory(input_dim=input_dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation.value, bias=cfg.bias)
 
 
