@@ -322,12 +322,6 @@ def to_config(cfg: DictConfig | Config) -> Config:
     checked when it was made)."""
     if isinstance(cfg, Config):
         return cfg
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(
-            f"{', '.join(missing)} must be given (the config leaves it as ???): set it on the command line, "
-            f"e.g. {missing[0]}=mypackage.mymodule.myfunc for a _target_."
-        )
     unknown = unknown_keys(cfg, Config)
     if unknown:
         raise ConfigError(
@@ -335,17 +329,23 @@ def to_config(cfg: DictConfig | Config) -> Config:
             "(added with '+'?): a run only takes the keys its schema has, so that it can be checked and resumed. "
             "Free-form values go under function.params or loss.pde.params; `neuroscope --cfg job` shows every key."
         )
-    # to_object builds the groups' dataclasses, then Config, so every __post_init__ check runs;
-    # OmegaConf wraps only a TypeError from a constructor, so a ConfigError arrives as it was raised.
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return OmegaConf.to_object(cfg)
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        # to_object builds the groups' dataclasses, then Config, so every __post_init__ check runs;
+        # OmegaConf wraps only a TypeError from a constructor, so a ConfigError arrives as it was raised.
+        config = None if missing else OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:  # an interpolation that cannot resolve, a value of the wrong type
-        key = getattr(e, "full_key", None)
         text = " ".join(str(e).split("full_key:")[0].split())
-        raise ConfigError(f"{key or 'the config'} cannot be used: {text}. Give a plain value or an interpolation of a key "
-                          "that exists (e.g. name=${function.name}).") from None
+        raise ConfigError(f"{getattr(e, 'full_key', None) or 'the config'} cannot be used: {text}. Give a plain value or an "
+                          "interpolation of a key that exists (e.g. name=${function.name}).") from None
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} must be given (the config leaves it as ???): set it on the command line, "
+            f"e.g. {missing[0]}=mypackage.mymodule.myfunc for a _target_."
+        )
+    return config
 
 
 def unknown_keys(cfg: DictConfig, schema: Any, prefix: str = "") -> list[str]:

@@ -21,9 +21,9 @@ from torch import nn
 
 from . import data as data_mod
 from . import rundir as hist
-from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target, to_config
+from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target
 from .losses import Objective, build_pde
-from .checkpoint import continue_run, resume_config, save_checkpoint
+from .checkpoint import continue_run, save_checkpoint
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
 from .summary import log_outcome, make_summary
 from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
@@ -74,29 +74,33 @@ def resolve_device(cfg: DeviceConfig) -> tuple[torch.device, torch.dtype]:
     return torch.device("cuda"), dtype
 
 
-def build_target(cfg: FunctionConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The target function with its params bound; checked on two points."""
-    fn = resolve_target(cfg._target_, key="function._target_")
-    if not callable(fn):
-        raise ConfigError(f"function._target_={cfg._target_!r} is not callable: it must name a function f(x, **params) -> y.")
+def build_target(cfg: FunctionConfig, probe: Optional[torch.Tensor] = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The target function with its params bound; checked on ``probe`` (n, input_dim), by
+    default two points: it must accept its params and return n finite values."""
+    fn = resolve_target(cfg._target_, key="function._target_", kind="function")
     params = dict(cfg.params)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         return fn(x, **params)
 
-    probe = torch.zeros(2, max(cfg.input_dims), dtype=torch.float64)
+    x = torch.zeros(2, min(cfg.input_dims), dtype=torch.float64) if probe is None else probe
+    where = f"function={cfg.name} ({cfg._target_})"
     try:
-        y = target(probe[:, : min(cfg.input_dims)])
+        y = target(x)
     except TypeError as e:
         raise ConfigError(
-            f"function={cfg.name} ({cfg._target_}) does not accept function.params={params}: {e}. "
-            "Its params must be keyword arguments of the function."
+            f"{where} does not accept function.params={params}: {e}. Its params must be keyword arguments of the function."
         ) from None
-    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2,):
+    except Exception as e:
+        raise ConfigError(f"{where} raised {type(e).__name__} ({' '.join(str(e).split())}) on {len(x)} points "
+                          f"{x.tolist()}: a target function must work for every input of the test box.") from None
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (len(x),):
         raise ConfigError(
-            f"function={cfg.name} ({cfg._target_}) returned {type(y).__name__} of shape "
-            f"{tuple(getattr(y, 'shape', ()))} for 2 points: a target function maps a tensor (n, input_dim) to a tensor (n,)."
+            f"{where} returned {type(y).__name__} of shape {tuple(getattr(y, 'shape', ()))} for {len(x)} points: "
+            "a target function maps a tensor (n, input_dim) to a tensor (n,) (not (n, 1), which would broadcast)."
         )
+    if not torch.isfinite(y).all():
+        raise ConfigError(f"{where} returned non-finite values {y.tolist()} at the points {x.tolist()}: the targets must be finite numbers.")
     return target
 
 
@@ -221,10 +225,10 @@ def run(
     only what ``overrides`` (the command line's) say."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    config = to_config(cfg)
+    from .checks import checked_config  # checks builds with this module's functions
+
+    config = checked_config(cfg, overrides)  # everything that can fail before training, also for resume=
     src = Path(config.resume) if config.resume else None
-    if src is not None:
-        config = resume_config(src, overrides)
     check_writable(run_dir)
     if src is not None or not (run_dir / CONFIG_YAML).exists():  # Hydra wrote it already for new CLI runs
         (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
