@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode, TaskFunction
 from omegaconf import DictConfig
 
+from ..config import UserError
 from ..rundir import DIVERGED, SUMMARY_CSV, SWEEP_PNG
 from .figure import plot_sweep
 from .jobs import Launch, as_number, load_sweep, write_launch
@@ -108,7 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = summarize(args.sweep_dir, plot=not args.no_plot)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, UserError) as e:
         print(f"neuroscope-summary: error: {e}", file=sys.stderr)
         return 2
     print(format_table(result.sweep))
