@@ -41,6 +41,8 @@ def _library_module(name: str) -> bool:
     import sysconfig
     from pathlib import Path
 
+    if name == "__main__":  # the user's script or notebook
+        return False
     file = getattr(sys.modules.get(name), "__file__", None)
     if file is None:
         return True

@@ -35,7 +35,7 @@ def assert_refused(proc: subprocess.CompletedProcess, fragment: str, root: Path)
 
 
 def refuse(tmp_path: Path, args: list[str], fragment: str) -> str:
-    proc = run_cli([*args, *FAST], tmp_path, timeout=120)
+    proc = run_cli([*FAST, *args], tmp_path, timeout=120)  # args last: they win
     assert_refused(proc, fragment, tmp_path)
     return proc.stderr
 
@@ -94,8 +94,8 @@ class ColumnNet(torch.nn.Module):
     pytest.param(["function._target_=torch.save"], "a function of a library", marks=slow),
     pytest.param(["model._target_=builtins.print"], "model._target_='builtins.print' is refused", marks=slow),
     pytest.param(["loss=poisson1d", "loss.pde._target_=subprocess.run"], "loss.pde._target_='subprocess.run' is refused", marks=slow),
-    pytest.param(["function._target_=user_code.raises"], "raised ValueError (no negative inputs)", marks=slow),
-    pytest.param(["function._target_=user_code.column"], "returned Tensor of shape (3, 1) for 3 points", marks=slow),
+    pytest.param(["function=custom", "function._target_=user_code.raises"], "raised ValueError (no negative inputs)", marks=slow),
+    pytest.param(["function=custom", "function._target_=user_code.column"], "returned Tensor of shape (3, 1) for 3 points", marks=slow),
     pytest.param(["model._target_=user_code.not_a_model"], "must be a torch.nn.Module subclass", marks=slow),
     pytest.param(["model._target_=user_code.ColumnNet"], "returns Tensor of shape (3, 1)", marks=slow),
     pytest.param(["loss=poisson1d", "curvature.hvp=func"], "curvature.hvp=func cannot measure", marks=slow),
