@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import logging
 import math
+import sys
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,6 +19,8 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from .targets import TARGET_KINDS, import_failure, wrong_kind
 
 
 class UserError(Exception):
@@ -120,6 +123,12 @@ class LossConfig:
         for key in ("data_weight", "l2_weight", "pde_weight", "bc_weight"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"loss.{key}={getattr(self, key)} is not allowed: loss weights must be >= 0.")
+        for key in ("n_collocation", "n_boundary"):
+            if self.pde is not None and getattr(self, key) < 1:
+                raise ConfigError(
+                    f"loss.{key}={getattr(self, key)} is not allowed with the PDE loss loss={self.name}: "
+                    "it needs at least one point of each kind (n_collocation >= 1, n_boundary >= 1)."
+                )
 
 
 @dataclass
@@ -151,6 +160,10 @@ class DeviceConfig:
             raise ConfigError(f"device.threads={self.threads} is not allowed: use a count >= 1, or 0 for torch's default.")
 
 
+MAX_COORDINATE = 1e6  # the largest |lo|, |hi| of data.train_range and data.test_range
+MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed
+
+
 @dataclass
 class DataConfig:
     n_train: int = 64
@@ -173,6 +186,11 @@ class DataConfig:
             r = list(getattr(self, key))
             if len(r) != 2 or not r[0] < r[1]:
                 raise ConfigError(f"data.{key}={r} is not allowed: give [lo, hi] with lo < hi; it applies to every input dimension.")
+            if not all(abs(v) <= MAX_COORDINATE for v in r):  # also refuses inf and nan
+                raise ConfigError(
+                    f"data.{key}={r} is not allowed: both ends must be finite numbers of at most {MAX_COORDINATE:g} "
+                    "in absolute value (inputs that large overflow the network's float arithmetic)."
+                )
         (tlo, thi), (glo, ghi) = self.train_range, self.test_range
         if not (glo <= tlo and thi <= ghi):
             raise ConfigError(
@@ -199,6 +217,11 @@ class CurvatureConfig:
             raise ConfigError(f"curvature.tol={self.tol} is not allowed: the residual tolerance must be > 0 (default 1e-4).")
         if self.max_iter < 1:
             raise ConfigError(f"curvature.max_iter={self.max_iter} is not allowed: at least one iteration (default 30).")
+        if self.method is not CurvatureMethod.exact and self.k > self.max_iter:
+            raise ConfigError(
+                f"curvature.k={self.k} is larger than curvature.max_iter={self.max_iter}: {self.method.value} finds at most "
+                f"max_iter eigenpairs. Set curvature.max_iter >= {self.k} or a smaller k."
+            )
 
 
 @dataclass
@@ -257,6 +280,18 @@ class Config:
             raise ConfigError(
                 f"input_dim={self.input_dim} is not allowed: NeuroScope trains on 1D or 2D inputs (input_dim=1 or 2)."
             )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed={self.seed} is not allowed: use an integer from 0 to 2**63 - 1 ({MAX_SEED}).")
+        if not self.diverge_above > 0:  # also refuses nan
+            raise ConfigError(
+                f"diverge_above={self.diverge_above} is not allowed: a run diverges when its loss exceeds this, "
+                "so it must be > 0 (default 1e10; inf: only a non-finite loss counts)."
+            )
+        if self.loss.pde is not None and self.curvature.hvp is HvpVariant.func:
+            raise ConfigError(
+                f"curvature.hvp=func cannot measure the sharpness of the PDE loss loss={self.loss.name}: torch.func "
+                "cannot trace a loss that differentiates the network by its inputs. Use curvature.hvp=auto, reuse or recompute."
+            )
         dims = list(self.function.input_dims)
         if self.input_dim not in dims:
             raise ConfigError(
@@ -287,46 +322,78 @@ def to_config(cfg: DictConfig | Config) -> Config:
     checked when it was made)."""
     if isinstance(cfg, Config):
         return cfg
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    unknown = unknown_keys(cfg, Config)
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(unknown)} {'is not a setting' if len(unknown) == 1 else 'are not settings'} of NeuroScope "
+            "(added with '+'?): a run only takes the keys its schema has, so that it can be checked and resumed. "
+            "Free-form values go under function.params or loss.pde.params; `neuroscope --cfg job` shows every key."
+        )
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        # to_object builds the groups' dataclasses, then Config, so every __post_init__ check runs;
+        # OmegaConf wraps only a TypeError from a constructor, so a ConfigError arrives as it was raised.
+        config = None if missing else OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:  # an interpolation that cannot resolve, a value of the wrong type
+        text = " ".join(str(e).split("full_key:")[0].split())
+        raise ConfigError(f"{getattr(e, 'full_key', None) or 'the config'} cannot be used: {text}. Give a plain value or an "
+                          "interpolation of a key that exists (e.g. name=${function.name}).") from None
     if missing:
         raise ConfigError(
             f"{', '.join(missing)} must be given (the config leaves it as ???): set it on the command line, "
             f"e.g. {missing[0]}=mypackage.mymodule.myfunc for a _target_."
         )
-    # to_object builds the groups' dataclasses, then Config, so every __post_init__ check runs;
-    # OmegaConf wraps only a TypeError from a constructor, so a ConfigError arrives as it was raised.
-    return OmegaConf.to_object(cfg)
+    return config
 
 
-def resolve_target(path: str, *, key: str) -> Any:
-    """The object a ``_target_`` names ("package.module.attr"), or a ConfigError of one
-    paragraph naming the key."""
+def unknown_keys(cfg: DictConfig, schema: Any, prefix: str = "") -> list[str]:
+    """The keys of ``cfg`` that its dataclass ``schema`` has no field for (a '+key=value'
+    override), recursively; the free-form dicts (function.params, loss.pde.params) are not looked into."""
+    if not dataclasses.is_dataclass(schema) or not isinstance(cfg, DictConfig):
+        return []
+    names = {f.name for f in dataclasses.fields(schema)}
+    found = []
+    for key in cfg.keys():
+        if key not in names:
+            found.append(f"{prefix}{key}")
+        elif not OmegaConf.is_missing(cfg, key) and OmegaConf.is_dict(cfg._get_node(key)):
+            found += unknown_keys(cfg._get_node(key), _field_type(schema, str(key)), f"{prefix}{key}.")
+    return found
+
+
+def resolve_target(path: str, *, key: str, kind: str = "function") -> Any:
+    """The object a ``_target_`` names ("package.module.attr") if it is of ``kind`` (a key of
+    ``TARGET_KINDS``), else a ConfigError of one paragraph naming the key. A path into the
+    standard library is refused before anything is imported."""
     from hydra.utils import get_object
 
+    allowed = TARGET_KINDS[kind]
+    if str(path).split(".")[0] in (*sys.stdlib_module_names, "builtins"):
+        raise _refused(path, key, allowed, "it is in Python's standard library")
     hydra_log = logging.getLogger("hydra.utils")
     disabled, hydra_log.disabled = hydra_log.disabled, True  # it logs the failure on its own, in several lines
     try:
-        return get_object(path)
+        obj = get_object(path)
     except Exception as e:
-        reason = _import_failure(e)
+        reason = import_failure(e)
+        raise ConfigError(
+            f"{key}={path!r} cannot be imported ({reason}). Give the dotted path of {allowed}, with its module on PYTHONPATH."
+        ) from None
     finally:
         hydra_log.disabled = disabled
-    raise ConfigError(
-        f"{key}={path!r} cannot be imported ({reason}). Give the dotted path of an importable callable, "
-        "e.g. neuroscope.functions.sin or mypackage.mymodule.myfunc, with its module on PYTHONPATH."
+    wrong = wrong_kind(obj, kind)
+    if wrong:
+        raise _refused(path, key, allowed, wrong)
+    return obj
+
+
+def _refused(path: str, key: str, allowed: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"{key}={path!r} is refused: {why}, but it must be {allowed}. NeuroScope checks what a _target_ is "
+        "before calling it, so that no config (nor a run folder read by resume=) can run other code."
     )
-
-
-def _import_failure(error: BaseException) -> str:
-    """The reason an import failed, in one line: the first missing attribute if that is what
-    it came down to, else the innermost cause (get_object wraps both in an ImportError)."""
-    chain: list[BaseException] = []  # from the last exception raised back to the first
-    e: BaseException | None = error
-    while e is not None and e not in chain:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    root = next((c for c in reversed(chain) if isinstance(c, AttributeError)), chain[-1])
-    return f"{type(root).__name__}: {' '.join(str(root).split())}"
 
 
 def explain_compose_error(error: BaseException, overrides: list[str]) -> str:
@@ -346,13 +413,24 @@ def explain_compose_error(error: BaseException, overrides: list[str]) -> str:
         for part in parent.split(".") if parent else []:
             node = _field_type(node, part)
         allowed = sorted(f.name for f in dataclasses.fields(node)) if dataclasses.is_dataclass(node) else []
-        guess = difflib.get_close_matches(leaf, allowed, n=1)
-        hint = f" Did you mean {(parent + '.') if parent else ''}{guess[0]}?" if guess else ""
+        guess = [(parent + "." if parent else "") + g for g in difflib.get_close_matches(leaf, allowed, n=1)]
+        guess = guess or _settings_named(leaf, Config)
+        hint = f" Did you mean {' or '.join(guess)}?" if guess else ""
         where = f"'{parent}'" if parent else "the top level"
         return f"{full_key} is not a setting: {where} has {', '.join(allowed)}.{hint}"
     text = " ".join(str(cause).split("full_key:")[0].split())
     head = " ".join(str(error).split()) if cause is not error else ""
     return f"{head}: {text}" if head and text not in head else (text or head)
+
+
+def _settings_named(leaf: str, node: Any, prefix: str = "") -> list[str]:
+    """The dotted keys below ``node`` whose last part is ``leaf`` (``width`` -> ``model.width``)."""
+    found = []
+    for f in dataclasses.fields(node) if dataclasses.is_dataclass(node) else ():
+        if f.name == leaf and prefix:
+            found.append(prefix + leaf)
+        found += _settings_named(leaf, _field_type(node, f.name), f"{prefix}{f.name}.")
+    return found
 
 
 def _field_type(node: Any, name: str) -> Any:

@@ -68,7 +68,7 @@ def build_pde(cfg: LossConfig, input_dim: int) -> Optional[object]:
     """The PDE problem named by ``loss.pde._target_`` (called with ``loss.pde.params``), or None."""
     if cfg.pde is None:
         return None
-    factory = resolve_target(cfg.pde._target_, key="loss.pde._target_")
+    factory = resolve_target(cfg.pde._target_, key="loss.pde._target_", kind="pde")
     try:
         pde = factory(**dict(cfg.pde.params))
     except TypeError as e:

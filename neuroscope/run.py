@@ -21,9 +21,9 @@ from torch import nn
 
 from . import data as data_mod
 from . import rundir as hist
-from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target, to_config
+from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target
 from .losses import Objective, build_pde
-from .checkpoint import check_resume_target, continue_run, resume_config, save_checkpoint, write_torch
+from .checkpoint import check_resume_target, continue_run, save_checkpoint, write_torch
 from .diskspace import check_free_space, estimate_run_bytes
 from .faults import fault_point
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
@@ -78,35 +78,39 @@ def resolve_device(cfg: DeviceConfig) -> tuple[torch.device, torch.dtype]:
     return torch.device("cuda"), dtype
 
 
-def build_target(cfg: FunctionConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The target function with its params bound; checked on two points."""
-    fn = resolve_target(cfg._target_, key="function._target_")
-    if not callable(fn):
-        raise ConfigError(f"function._target_={cfg._target_!r} is not callable: it must name a function f(x, **params) -> y.")
+def build_target(cfg: FunctionConfig, probe: Optional[torch.Tensor] = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The target function with its params bound; checked on ``probe`` (n, input_dim), by
+    default two points: it must accept its params and return n finite values."""
+    fn = resolve_target(cfg._target_, key="function._target_", kind="function")
     params = dict(cfg.params)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         return fn(x, **params)
 
-    probe = torch.zeros(2, max(cfg.input_dims), dtype=torch.float64)
+    x = torch.zeros(2, min(cfg.input_dims), dtype=torch.float64) if probe is None else probe
+    where = f"function={cfg.name} ({cfg._target_})"
     try:
-        y = target(probe[:, : min(cfg.input_dims)])
+        y = target(x)
     except TypeError as e:
         raise ConfigError(
-            f"function={cfg.name} ({cfg._target_}) does not accept function.params={params}: {e}. "
-            "Its params must be keyword arguments of the function."
+            f"{where} does not accept function.params={params}: {e}. Its params must be keyword arguments of the function."
         ) from None
-    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2,):
+    except Exception as e:
+        raise ConfigError(f"{where} raised {type(e).__name__} ({' '.join(str(e).split())}) on {len(x)} points "
+                          f"{x.tolist()}: a target function must work for every input of the test box.") from None
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (len(x),):
         raise ConfigError(
-            f"function={cfg.name} ({cfg._target_}) returned {type(y).__name__} of shape "
-            f"{tuple(getattr(y, 'shape', ()))} for 2 points: a target function maps a tensor (n, input_dim) to a tensor (n,)."
+            f"{where} returned {type(y).__name__} of shape {tuple(getattr(y, 'shape', ()))} for {len(x)} points: "
+            "a target function maps a tensor (n, input_dim) to a tensor (n,) (not (n, 1), which would broadcast)."
         )
+    if not torch.isfinite(y).all():
+        raise ConfigError(f"{where} returned non-finite values {y.tolist()} at the points {x.tolist()}: the targets must be finite numbers.")
     return target
 
 
 def build_model(cfg: ModelConfig, input_dim: int) -> nn.Module:
     """The network ``model._target_`` names, built from the model settings."""
-    factory = resolve_target(cfg._target_, key="model._target_")
+    factory = resolve_target(cfg._target_, key="model._target_", kind="model")
     return factory(input_dim=input_dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation.value, bias=cfg.bias)
 
 
@@ -245,11 +249,12 @@ def run(
     only what ``overrides`` (the command line's) say."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    config = to_config(cfg)
+    from .checks import checked_config  # checks builds with this module's functions
+
+    config = checked_config(cfg, overrides)  # everything that can fail before training, also for resume=
     src = Path(config.resume) if config.resume else None
     if src is not None:
-        check_resume_target(src, run_dir)
-        config = resume_config(src, overrides)
+        check_resume_target(src, run_dir)  # before anything is written there
     check_writable(run_dir)
     # signals are handled from here until every file is written: the first asks to stop and save
     with locked_run_dir(run_dir), stop_on_signals(run_dir) as received:

@@ -21,6 +21,8 @@ from typing import IO, Any, Iterator, Mapping, Optional
 
 import numpy as np
 
+from .config import UserError
+
 # Every file of a run folder (a sweep folder adds SUMMARY_CSV and SWEEP_PNG).
 METRICS_CSV = "metrics.csv"
 HISTORY_NPZ = "history.npz"
@@ -43,6 +45,7 @@ RUN_FILES = (METRICS_CSV, HISTORY_NPZ, SUMMARY_JSON, MODEL_PT, CHECKPOINT_PT, DA
 FINISHED, DIVERGED, INTERRUPTED = "finished", "diverged", "interrupted"
 FAILED, MISSING = "failed", "missing"
 
+FINAL_COLUMNS = ("loss", "test_error", "gen_error", "sharpness")
 LATE_FRACTION = 0.2  # "late" values: the mean over the last 20% of the steps done
 
 
@@ -191,32 +194,54 @@ def save(history: History, run_dir: str | os.PathLike) -> Path:
 
 
 def load(run_dir: str | os.PathLike) -> History:
-    """Read a run directory's ``history.npz`` and ``summary.json``."""
+    """Read a run directory's ``history.npz`` and ``summary.json``; a file that is not one
+    NeuroScope wrote (truncated, foreign) is a one-paragraph UserError."""
     run_dir = Path(run_dir)
     path = run_dir / HISTORY_NPZ
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a NeuroScope run directory whose run got past its first step?")
-    with np.load(path) as z:
-        order = [str(k) for k in z["metric_order"]]
-        metrics = {k: z[f"metric/{k}"] for k in order}
-        geometry = Geometry(
-            input_dim=int(z["input_dim"]),
-            plot_x=z["plot_x"],
-            plot_shape=tuple(int(s) for s in z["plot_shape"]),
-            plot_target=z["plot_target"],
-            train_x=z["train_x"],
-            train_y=z["train_y"],
-            train_box=tuple(float(v) for v in z["train_box"]),
-            test_box=tuple(float(v) for v in z["test_box"]),
-        )
-        for name in ("collocation_x", "boundary_x"):  # files written before these existed lack them
-            if name in z.files:
-                setattr(geometry, name, z[name])
-        if "axis_names" in z.files:
-            geometry.axis_names = tuple(str(v) for v in z["axis_names"])
-        history = History(metrics=metrics, frame_steps=z["frame_steps"], frame_pred=z["frame_pred"], geometry=geometry)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            history = _history_from(z)
+    except Exception as e:  # a truncated zip, a foreign file, a missing or misshapen array
+        raise damaged(path, e) from None
     history.meta = read_summary(run_dir)
     return history
+
+
+def _history_from(z: Any) -> History:
+    order = [str(k) for k in z["metric_order"]]
+    metrics = {k: z[f"metric/{k}"] for k in order}
+    geometry = Geometry(
+        input_dim=int(z["input_dim"]),
+        plot_x=z["plot_x"],
+        plot_shape=tuple(int(s) for s in z["plot_shape"]),
+        plot_target=z["plot_target"],
+        train_x=z["train_x"],
+        train_y=z["train_y"],
+        train_box=tuple(float(v) for v in z["train_box"]),
+        test_box=tuple(float(v) for v in z["test_box"]),
+    )
+    for name in ("collocation_x", "boundary_x"):  # files written before these existed lack them
+        if name in z.files:
+            setattr(geometry, name, z[name])
+    if "axis_names" in z.files:
+        geometry.axis_names = tuple(str(v) for v in z["axis_names"])
+    history = History(metrics=metrics, frame_steps=z["frame_steps"], frame_pred=z["frame_pred"], geometry=geometry)
+    n_rows, n_plot = len(metrics.get("step", ())), len(geometry.plot_x)
+    if any(len(v) != n_rows for v in metrics.values()) or history.frame_pred.shape != (len(history.frame_steps), n_plot):
+        raise ValueError(f"its arrays disagree in length (metrics of {n_rows} rows, frames {history.frame_pred.shape} "
+                         f"for {len(history.frame_steps)} steps and {n_plot} plot points)")
+    return history
+
+
+def damaged(path: Path, error: BaseException) -> UserError:
+    """The error for a run-folder file that cannot be read as NeuroScope wrote it."""
+    why = " ".join(str(error).split())[:200]
+    return UserError(
+        f"{path} is damaged or not a NeuroScope file ({type(error).__name__}: {why}). Nothing was changed; "
+        "rerun the experiment to get it again (metrics.csv, if intact, still has the metrics)."
+    )
 
 
 def write_summary(run_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
@@ -295,8 +320,17 @@ def lock_holder(run_dir: str | os.PathLike) -> Optional[str]:
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's summary.json ({} when there is none); a damaged one is a UserError."""
     path = Path(run_dir) / SUMMARY_JSON
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise damaged(path, e) from None
+    if not isinstance(summary, dict):
+        raise damaged(path, ValueError(f"it holds a JSON {type(summary).__name__}, not an object"))
+    return summary
 
 
 def _jsonable(value: Any) -> Any:
@@ -318,10 +352,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def last_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
-    """The last recorded (non-NaN) value of a column; NaN if there is none."""
+    """The last finite value of a column (a diverged run's NaN or inf is not a result); NaN if there is none."""
+    return last_finite(metrics, column)[0]
+
+
+def last_finite(metrics: Mapping[str, np.ndarray], column: str) -> tuple[float, Any]:
+    """The last finite value of a column and the step it was recorded at; (NaN, None) if there is none."""
     v = np.asarray(metrics.get(column, ()), dtype=np.float64)
-    v = v[~np.isnan(v)]
-    return float(v[-1]) if len(v) else math.nan
+    steps = np.asarray(metrics.get("step", np.arange(len(v))), dtype=np.float64)
+    (where,) = np.nonzero(np.isfinite(v))
+    return (float(v[where[-1]]), int(steps[where[-1]])) if len(where) else (math.nan, None)
 
 
 def best_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
@@ -333,15 +373,18 @@ def best_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
 
 def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, Any]:
     """The numbers a run's summary and a sweep's table report, from a metrics table:
-    ``final`` (last recorded value), ``best`` (smallest), the largest sharpness and
+    ``final`` (the last finite value of each column, with ``final_step``, the step it is
+    from: of a diverged run, the values before it blew up), ``best`` (smallest), the largest sharpness and
     ``late_sharpness_over_edge``: the mean sharpness over the last ``LATE_FRACTION`` of the
     steps done, divided by 2/lr."""
     step = np.asarray(metrics.get("step", ()), dtype=np.float64)
     sharp = np.asarray(metrics.get("sharpness", np.full(len(step), np.nan)), dtype=np.float64)
     finite = np.isfinite(sharp)
     late = sharp[finite & (step >= (1 - LATE_FRACTION) * step[-1])] if len(step) else sharp[:0]
+    final = {c: last_finite(metrics, c) for c in FINAL_COLUMNS}
     return {
-        "final": {c: last_value(metrics, c) for c in ("loss", "test_error", "gen_error", "sharpness")},
+        "final": {c: value for c, (value, _) in final.items()},
+        "final_step": {c: at for c, (_, at) in final.items()},
         "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error")},
         "max_sharpness": float(sharp[finite].max()) if finite.any() else math.nan,
         "late_sharpness_over_edge": float(late.mean() * lr / 2) if len(late) and lr > 0 else math.nan,

@@ -76,10 +76,14 @@ def environment(device: torch.device, config: Config) -> dict[str, Any]:
 
 def log_outcome(summary: dict[str, Any]) -> None:
     """The run's final values, and warnings for what it could not measure well."""
-    final = summary["final"]
-    log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, sharpness %.4g (2/lr = %g)",
-             summary["status"], summary["steps_done"], final["loss"], final["test_error"],
-             final["gen_error"], final["sharpness"], summary["two_over_lr"])
+    final, done = summary["final"], summary["steps_done"]
+
+    def value(key: str) -> str:  # a value from an earlier step (a diverged run, curvature every N) says which
+        step = summary.get("final_step", {}).get(key)
+        return f"{final[key]:.4g}" + ("" if step is None or step == done else f" (step {step})")
+
+    log.info("%s after %d steps: loss %s, test error %s, gen error %s, sharpness %s (2/lr = %g)", summary["status"], done,
+             value("loss"), value("test_error"), value("gen_error"), value("sharpness"), summary["two_over_lr"])
     if summary["nonfinite"]:
         log.warning("non-finite values were recorded: %s (see metrics.csv)", summary["nonfinite"])
     if summary["curvature"]["not_converged"]:

@@ -18,6 +18,7 @@ from hydra.types import RunMode, TaskFunction
 from omegaconf import DictConfig
 
 from .. import stopping
+from ..config import UserError
 from ..rundir import DIVERGED, INTERRUPTED, SUMMARY_CSV, SWEEP_PNG
 from .figure import plot_sweep
 from .jobs import Launch, as_number, load_sweep, write_launch
@@ -126,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = summarize(args.sweep_dir, plot=not args.no_plot)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, UserError) as e:
         print(f"neuroscope-summary: error: {e}", file=sys.stderr)
         return 2
     print(format_table(result.sweep))

@@ -21,6 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .. import rundir as hist
+from ..config import UserError
 from ..rundir import DIVERGED, FAILED, INTERRUPTED, MISSING
 
 log = logging.getLogger("neuroscope")
@@ -242,7 +243,10 @@ def _read_job(folder: Path, launch: Optional[Launch]) -> Job:
     lines = [str(x) for x in recorded] if recorded is not None else (launch.overrides if launch else [])
     job = Job(num=_job_num(folder, hydra_yaml), name=folder.name, overrides=dict(_split_override(x) for x in lines),
               status=FAILED, run_dir=folder)
-    summary = hist.read_summary(folder)
+    try:
+        summary = hist.read_summary(folder)
+    except UserError as e:  # one damaged job must not stop the summary of the others
+        summary, job.note = {}, str(e)
     config = _load_yaml(folder / hist.CONFIG_YAML)
     if (folder / hist.METRICS_CSV).exists():
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..config import ConfigError, VideoFormat, VizConfig
+from ..config import ConfigError, UserError, VideoFormat, VizConfig
 from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load
 from .dashboard import Dashboard
 from .writers import save_png, write_gif, write_gif_pillow, write_mp4
@@ -207,9 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         viz = resolve_viz(None, run_dir, args.overrides)
         result = render(run_dir, viz)
-    except ConfigError as e:
-        parser.exit(2, f"neuroscope-render: error: {e}\n")
-    except FileNotFoundError as e:
+    except (UserError, FileNotFoundError) as e:  # a bad viz setting, a missing or damaged file
         parser.exit(2, f"neuroscope-render: error: {e}\n")
     video = f" and {result.video.name} ({result.frames} frames)" if result.video else ""
     print(f"wrote {result.png}{video} in {result.seconds:.1f} s")

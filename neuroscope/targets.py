@@ -1,0 +1,64 @@
+"""What a ``_target_`` of each kind must be (a model class, a PDE class, a function of the
+user's own), checked by ``config.resolve_target`` before anything it names is called."""
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+# What each kind of ``_target_`` must be, checked before it is called (a config, also one read
+# from a run folder by resume=, must not be able to run arbitrary code such as subprocess.run).
+TARGET_KINDS = {
+    "function": "a Python function defined in neuroscope.functions or in your own module (not in Python's "
+    "standard library or an installed package), e.g. mypackage.mymodule.myfunc",
+    "model": "a torch.nn.Module subclass, e.g. neuroscope.model.MLP",
+    "pde": "a subclass of neuroscope.pde.PDEProblem, e.g. neuroscope.pde.Poisson1D or neuroscope.pde.CustomPDE",
+}
+
+
+def wrong_kind(obj: Any, kind: str) -> str:
+    """Why ``obj`` is not a target of ``kind``; '' if it is one."""
+    what = f"it names a {type(obj).__name__} ({getattr(obj, '__qualname__', obj)!s:.60})"
+    if kind == "model":
+        from torch import nn
+
+        return "" if isinstance(obj, type) and issubclass(obj, nn.Module) else what
+    if kind == "pde":
+        from .pde import PDEProblem
+
+        return "" if isinstance(obj, type) and issubclass(obj, PDEProblem) else what
+    if not inspect.isfunction(obj):
+        return what
+    module = str(getattr(obj, "__module__", ""))
+    if module == "neuroscope.functions" or (not module.startswith("neuroscope") and not _library_module(module)):
+        return ""
+    return f"it names {module}.{obj.__qualname__}, a function of a library or of NeuroScope's machinery"
+
+
+def _library_module(name: str) -> bool:
+    """Whether module ``name`` is part of Python or of an installed package (stdlib, site-packages)."""
+    import site
+    import sysconfig
+    from pathlib import Path
+
+    if name == "__main__":  # the user's script or notebook
+        return False
+    file = getattr(sys.modules.get(name), "__file__", None)
+    if file is None:
+        return True
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(site.getsitepackages() + [site.getusersitepackages()])
+    path = Path(file).resolve()
+    return any(path.is_relative_to(Path(r).resolve()) for r in roots if r)
+
+
+def import_failure(error: BaseException) -> str:
+    """The reason an import failed, in one line: the first missing attribute if that is what
+    it came down to, else the innermost cause (get_object wraps both in an ImportError)."""
+    chain: list[BaseException] = []  # from the last exception raised back to the first
+    e: BaseException | None = error
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    root = next((c for c in reversed(chain) if isinstance(c, AttributeError)), chain[-1])
+    return f"{type(root).__name__}: {' '.join(str(root).split())}"
