@@ -71,6 +71,14 @@ class Command:
         search = [f"hydra.searchpath=[file://{Path(self.config_dir).absolute()}]"] if self.config_dir else []
         return compose(search + overrides, self.config_name, **kwargs)
 
+    def argv(self) -> list[str]:
+        """The command for Hydra, flags first: Hydra's own parser takes no override after a flag
+        (``neuroscope steps=30 -m lr=0.1,0.2`` would be 'unrecognized arguments')."""
+        flags = ["--multirun"] if self.multirun else []
+        flags += ["--config-dir", self.config_dir] if self.config_dir is not None else []
+        flags += ["--config-name", self.config_name] if self.config_name != "config" else []
+        return flags + self.overrides
+
 
 def preflight(argv: list[str]) -> list[str]:
     """Check the config the command asks for before Hydra starts, so that bad input gets our
@@ -104,12 +112,12 @@ def preflight(argv: list[str]) -> list[str]:
     checked_config(composed, plain)
     if not command.multirun:
         _refuse_sweep_preset(swept, command.overrides)
-        return _normalised(argv)
+        return command.argv()
     _check_swept_values(command, composed, plain, swept, parser)
     fixed = [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override()]
     nested = [o.get_key_element().lstrip("+~") for o in swept if any("/" in str(v) for v in _values(o))]
     exclude = ",".join(dict.fromkeys(fixed + nested + ["experiment"]))  # '/' in a value would nest job folders
-    return _normalised(argv) + [f"hydra.job.config.override_dirname.exclude_keys=[{exclude}]"]
+    return command.argv() + [f"hydra.job.config.override_dirname.exclude_keys=[{exclude}]"]
 
 
 def _check_resume(composed: DictConfig) -> None:
@@ -140,7 +148,7 @@ def _read_command(argv: list[str]) -> Optional[Command]:
     reader.add_argument("-cd", "--config-dir")
     reader.add_argument("-cn", "--config-name", default="config")
     try:
-        args, unknown = reader.parse_known_args(argv)
+        args, unknown = reader.parse_known_intermixed_args(argv)
     except argparse.ArgumentError:
         return None
     if unknown:
@@ -160,10 +168,6 @@ def _normalised_override(arg: str) -> str:
     list already (Hydra says "Multiple values for experiment" to the '+' form)."""
     key = arg.split("=", 1)[0]
     return arg.lstrip("+") if "=" in arg and key.startswith("+") and key.lstrip("+") in _config_groups() else arg
-
-
-def _normalised(argv: list[str]) -> list[str]:
-    return [_normalised_override(a) for a in argv]
 
 
 def _parse(parser: "OverridesParser", args: list[str]) -> list["Override"]:

@@ -198,7 +198,7 @@ def test_failed_job_does_not_lose_the_summary(tmp_path):
     (tmp_path / "flaky_targets.py").write_text(textwrap.dedent("""
         import torch
         def sin_or_fail(x, fail=0):
-            if fail and x.shape[0] > 2:  # passes the 2-point probe, fails on the data
+            if fail and x.shape[0] > 16:  # passes the few-point probe of the preflight, fails on the data
                 raise RuntimeError("this target fails on purpose")
             return torch.sin(x).sum(dim=1)
     """))
