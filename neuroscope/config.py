@@ -82,6 +82,13 @@ class Sampling(Enum):
     uniform = "uniform"  # uniform random in the training box
 
 
+def _open_params() -> Any:
+    """A free-form ``params`` dict that takes new keys without ``+`` (Hydra closes every other
+    dict): its keys are the target's keyword arguments, checked against the target's signature
+    when it is built (``neuroscope.params.check_keywords``)."""
+    return OmegaConf.create({}, flags={"struct": False})
+
+
 @dataclass
 class FunctionConfig:
     """Target function: ``_target_`` is a dotted path to ``f(x, **params) -> y`` with x of
@@ -90,7 +97,7 @@ class FunctionConfig:
     _target_: str = MISSING
     name: str = "custom"
     input_dims: List[int] = field(default_factory=lambda: [1, 2])
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: Dict[str, Any] = field(default_factory=_open_params)
 
 
 @dataclass
@@ -99,7 +106,7 @@ class PDEConfig:
     or a user module, called with ``params``."""
 
     _target_: str = MISSING
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: Dict[str, Any] = field(default_factory=_open_params)
 
 
 @dataclass
@@ -263,6 +270,9 @@ class Config:
                 f"function={self.function.name} does not support input_dim={self.input_dim}: it supports "
                 f"input_dim in {dims}. Pick another function or set input_dim={dims[0]}."
             )
+        from .params import check_shared
+
+        check_shared(self.function, self.loss)  # one source for what a PDE and its exact solution share
 
 
 def register_configs() -> None:

@@ -23,6 +23,7 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target, to_config
 from .losses import Objective, build_pde
+from .params import check_keywords
 from .checkpoint import continue_run, resume_config, save_checkpoint
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
 from .summary import log_outcome, make_summary
@@ -80,6 +81,7 @@ def build_target(cfg: FunctionConfig) -> Callable[[torch.Tensor], torch.Tensor]:
     if not callable(fn):
         raise ConfigError(f"function._target_={cfg._target_!r} is not callable: it must name a function f(x, **params) -> y.")
     params = dict(cfg.params)
+    check_keywords(fn, params, key="function.params", target=cfg._target_, skip=1)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         return fn(x, **params)
