@@ -203,7 +203,7 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, non-finite floats to strings ('nan', 'inf')."""
+    """Strict JSON: numpy scalars to Python, non-finite floats (not measured, or diverged) to null."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -212,7 +212,7 @@ def _jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, (float, np.floating)):
         value = float(value)
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else None
     return value
 
 
@@ -244,8 +244,8 @@ def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, An
     finite = np.isfinite(sharp)
     late = sharp[finite & (step >= (1 - LATE_FRACTION) * step[-1])] if len(step) else sharp[:0]
     return {
-        "final": {c: last_value(metrics, c) for c in ("loss", "test_error", "gen_error", "sharpness")},
-        "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error")},
+        "final": {c: last_value(metrics, c) for c in ("loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen", "sharpness")},
+        "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen")},
         "max_sharpness": float(sharp[finite].max()) if finite.any() else math.nan,
         "late_sharpness_over_edge": float(late.mean() * lr / 2) if len(late) and lr > 0 else math.nan,
     }

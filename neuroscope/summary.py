@@ -77,9 +77,10 @@ def environment(device: torch.device, config: Config) -> dict[str, Any]:
 def log_outcome(summary: dict[str, Any]) -> None:
     """The run's final values, and warnings for what it could not measure well."""
     final = summary["final"]
-    log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, sharpness %.4g (2/lr = %g)",
-             summary["status"], summary["steps_done"], final["loss"], final["test_error"],
-             final["gen_error"], final["sharpness"], summary["two_over_lr"])
+    log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, relative L2 %.3g (outside the box %.3g), "
+             "sharpness %.4g (2/lr = %g)", summary["status"], summary["steps_done"], *(
+                 final[k] for k in ("loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen", "sharpness")),
+             summary["two_over_lr"])
     if summary["nonfinite"]:
         log.warning("non-finite values were recorded: %s (see metrics.csv)", summary["nonfinite"])
     if summary["curvature"]["not_converged"]:
