@@ -35,7 +35,7 @@ def check_keywords(fn: Callable, params: Mapping[str, Any], *, key: str, target:
     guess = difflib.get_close_matches(unknown[0], accepted, n=1)
     hint = f" Did you mean {key}.{guess[0]}?" if guess else ""
     takes = f"its parameters are {', '.join(accepted)}" if accepted else "it takes no parameters"
-    raise ConfigError(f"{key}.{unknown[0]} is not a parameter of {target}: {takes} (set one with {key}.NAME=VALUE).{hint}")
+    raise ConfigError(f"{target} does not accept {key}.{unknown[0]}: {takes} (set one with {key}.NAME=VALUE).{hint}")
 
 
 def check_shared(function: FunctionConfig, loss: LossConfig) -> None:
