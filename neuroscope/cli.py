@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, UserError, explain_compose_error  # importing config registers the schemas
 from .stopping import Interrupted
+from .helptext import version_line  # also registers the resolver of the --help page
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -257,6 +258,9 @@ def _config_groups() -> set[str]:
 
 
 def main() -> None:
+    if "--version" in sys.argv[1:]:  # ours, not Hydra's (which names only Hydra)
+        print(version_line())
+        sys.exit(0)
     try:
         sys.argv[1:] = preflight(sys.argv[1:])
     except UserError as e:

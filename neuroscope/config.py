@@ -85,15 +85,22 @@ class Sampling(Enum):
     uniform = "uniform"  # uniform random in the training box
 
 
+def _open_params() -> Any:
+    """A free-form ``params`` dict that takes new keys without ``+`` (Hydra closes every other
+    dict): its keys are the target's keyword arguments, checked against the target's signature
+    when it is built (``neuroscope.params.check_keywords``)."""
+    return OmegaConf.create({}, flags={"struct": False})
+
+
 @dataclass
 class FunctionConfig:
     """Target function: ``_target_`` is a dotted path to ``f(x, **params) -> y`` with x of
     shape (n, input_dim) and y of shape (n,), both torch tensors."""
 
-    _target_: str = MISSING
-    name: str = "custom"
-    input_dims: List[int] = field(default_factory=lambda: [1, 2])
-    params: Dict[str, Any] = field(default_factory=dict)
+    _target_: str = MISSING  # dotted path of the function f(x, **params) -> y
+    name: str = "custom"  # shown in titles and summaries
+    input_dims: List[int] = field(default_factory=lambda: [1, 2])  # the input_dim values it supports
+    params: Dict[str, Any] = field(default_factory=_open_params)  # keyword arguments of the function
 
 
 @dataclass
@@ -101,23 +108,23 @@ class PDEConfig:
     """A PDE residual operator: ``_target_`` is a class (or factory) in ``neuroscope.pde``
     or a user module, called with ``params``."""
 
-    _target_: str = MISSING
-    params: Dict[str, Any] = field(default_factory=dict)
+    _target_: str = MISSING  # dotted path of the PDE class, e.g. neuroscope.pde.Poisson1D or neuroscope.pde.CustomPDE
+    params: Dict[str, Any] = field(default_factory=_open_params)  # arguments of the PDE class (boundary: dirichlet, neumann, periodic or none)
 
 
 @dataclass
 class LossConfig:
     """The objective being descended: weighted data term + L2 + optional PDE terms."""
 
-    name: str = "mse"
-    data_term: DataTerm = DataTerm.mse
-    data_weight: float = 1.0
+    name: str = "mse"  # shown in titles and summaries
+    data_term: DataTerm = DataTerm.mse  # mse: mean((f(x) - y)^2); l1: mean(|f(x) - y|)
+    data_weight: float = 1.0  # weight of the data term, >= 0 (0: pure physics)
     l2_weight: float = 0.0  # adds l2_weight * sum(theta^2)
-    pde: Optional[PDEConfig] = None
-    pde_weight: float = 1.0
-    bc_weight: float = 1.0
-    n_collocation: int = 256
-    n_boundary: int = 64
+    pde: Optional[PDEConfig] = None  # a PDE residual term; set by the PDE loss options (poisson1d, ...)
+    pde_weight: float = 1.0  # weight of mean(r^2), the PDE residual at the collocation points, >= 0
+    bc_weight: float = 1.0  # weight of mean(b^2), the boundary and initial conditions, >= 0
+    n_collocation: int = 256  # PDE collocation points inside the training box
+    n_boundary: int = 64  # PDE boundary points, split between the faces
 
     def __post_init__(self) -> None:
         for key in ("data_weight", "l2_weight", "pde_weight", "bc_weight"):
@@ -135,12 +142,12 @@ class LossConfig:
 class ModelConfig:
     """The network; ``_target_`` builds it from (input_dim, width, depth, activation, bias)."""
 
-    _target_: str = "neuroscope.model.MLP"
-    name: str = "mlp"
-    width: int = 16
-    depth: int = 2  # hidden layers
-    activation: Activation = Activation.tanh
-    bias: bool = True
+    _target_: str = "neuroscope.model.MLP"  # what builds the network from (input_dim, width, depth, activation, bias)
+    name: str = "mlp"  # shown in titles and summaries
+    width: int = 16  # neurons per hidden layer, >= 1
+    depth: int = 2  # hidden layers, >= 0
+    activation: Activation = Activation.tanh  # the nonlinearity of the hidden layers
+    bias: bool = True  # bias terms in every layer
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.depth < 0:
@@ -151,8 +158,8 @@ class ModelConfig:
 
 @dataclass
 class DeviceConfig:
-    type: DeviceType = DeviceType.auto
-    dtype: DType = DType.float32
+    type: DeviceType = DeviceType.auto  # auto: CUDA when available, else CPU
+    dtype: DType = DType.float32  # floating-point precision of the model and data
     threads: int = 0  # torch CPU threads; 0 = auto (1 for small problems, else torch's default)
 
     def __post_init__(self) -> None:
@@ -166,11 +173,11 @@ MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed
 
 @dataclass
 class DataConfig:
-    n_train: int = 64
-    train_range: List[float] = field(default_factory=lambda: [-math.pi, math.pi])
-    test_range: List[float] = field(default_factory=lambda: [-2 * math.pi, 2 * math.pi])
+    n_train: int = 64  # training points, >= 1 (a square grid in 2D with sampling=grid)
+    train_range: List[float] = field(default_factory=lambda: [-math.pi, math.pi])  # training box [lo, hi] in every input dimension
+    test_range: List[float] = field(default_factory=lambda: [-2 * math.pi, 2 * math.pi])  # test box [lo, hi], contains train_range; outside it: generalization
     noise: float = 0.0  # std of Gaussian noise added to training targets
-    sampling: Sampling = Sampling.grid
+    sampling: Sampling = Sampling.grid  # grid: evenly spaced; uniform: at random (training and PDE points)
     n_test: int = 256  # in-box test points per run (a square grid in 2D)
     n_plot: int = 400  # plot-grid points (a square grid in 2D)
 
@@ -202,11 +209,11 @@ class DataConfig:
 @dataclass
 class CurvatureConfig:
     every: int = 10  # measure every N steps; 0 = off
-    method: CurvatureMethod = CurvatureMethod.lanczos
+    method: CurvatureMethod = CurvatureMethod.lanczos  # lanczos: warm-started; power: cold power iteration; exact: dense Hessian (small nets)
     k: int = 1  # top-k eigenpairs
     tol: float = 1e-4  # stop when ||Hv - lambda v|| <= tol * |lambda|
-    max_iter: int = 30
-    hvp: HvpVariant = HvpVariant.auto
+    max_iter: int = 30  # most Lanczos/power iterations per measurement, >= 1
+    hvp: HvpVariant = HvpVariant.auto  # Hessian-vector products: reuse the gradient graph, recompute it, func (torch.func), or auto (times reuse and func, keeps the faster)
 
     def __post_init__(self) -> None:
         if self.every < 0:
@@ -226,12 +233,12 @@ class CurvatureConfig:
 
 @dataclass
 class VizConfig:
-    format: VideoFormat = VideoFormat.mp4
+    format: VideoFormat = VideoFormat.mp4  # the animation's format (GIF when MP4 cannot be written); none: dashboard.png only
     frames: int = 100  # evenly spaced frames over the run
-    fps: int = 20
-    dpi: int = 100
+    fps: int = 20  # animation frames per second, >= 1
+    dpi: int = 100  # dots per inch, >= 10
     size: List[float] = field(default_factory=lambda: [12.0, 9.0])  # inches
-    live: bool = False
+    live: bool = False  # show the dashboard in a window while training (needs a display)
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.fps < 1 or self.dpi < 10:
@@ -253,22 +260,22 @@ class CheckpointConfig:
 
 @dataclass
 class Config:
-    function: FunctionConfig = MISSING
-    loss: LossConfig = MISSING
-    model: ModelConfig = MISSING
-    device: DeviceConfig = MISSING
+    function: FunctionConfig = MISSING  # the target (for a PDE loss: its exact solution)
+    loss: LossConfig = MISSING  # the objective
+    model: ModelConfig = MISSING  # the network
+    device: DeviceConfig = MISSING  # where and in what precision it trains
     name: str = "${function.name}-${loss.name}"  # shown in titles and summaries
-    input_dim: int = 1
-    lr: float = 0.1
-    steps: int = 1500
-    seed: int = 0
+    input_dim: int = 1  # 1 or 2 inputs; the function must support it
+    lr: float = 0.1  # learning rate of plain gradient descent, finite and > 0
+    steps: int = 1500  # gradient steps, >= 1
+    seed: int = 0  # seed of the data sampling and the initial weights
     diverge_above: float = 1e10  # a loss above this (or non-finite) ends the run as diverged
     progress: bool = True  # tqdm progress bar
-    data: DataConfig = field(default_factory=DataConfig)
-    curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
-    viz: VizConfig = field(default_factory=VizConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    resume: Optional[str] = None  # a run directory to continue
+    data: DataConfig = field(default_factory=DataConfig)  # the point sets
+    curvature: CurvatureConfig = field(default_factory=CurvatureConfig)  # the sharpness measurements
+    viz: VizConfig = field(default_factory=VizConfig)  # the dashboard and animation
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # resumable checkpoints
+    resume: Optional[str] = None  # a run directory to continue (only steps, viz.*, progress, checkpoint.*, device.threads, diverge_above may change)
 
     def __post_init__(self) -> None:
         """The checks across groups; each group's own fields were checked when it was made."""
@@ -298,6 +305,9 @@ class Config:
                 f"function={self.function.name} does not support input_dim={self.input_dim}: it supports "
                 f"input_dim in {dims}. Pick another function or set input_dim={dims[0]}."
             )
+        from .params import check_shared
+
+        check_shared(self.function, self.loss)  # one source for what a PDE and its exact solution share
 
 
 def register_configs() -> None:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .config import ConfigError, DataTerm, LossConfig, resolve_target
 from .data import Problem
+from .params import check_keywords
 
 Net = Callable[[Tensor], Tensor]
 
@@ -69,6 +70,7 @@ def build_pde(cfg: LossConfig, input_dim: int) -> Optional[object]:
     if cfg.pde is None:
         return None
     factory = resolve_target(cfg.pde._target_, key="loss.pde._target_", kind="pde")
+    check_keywords(factory, cfg.pde.params, key="loss.pde.params", target=cfg.pde._target_)
     try:
         pde = factory(**dict(cfg.pde.params))
     except TypeError as e:

@@ -19,6 +19,7 @@ from torch import Tensor
 from .boundary import BoundaryCondition, Dirichlet, Field, NoCondition, boundary_condition
 from .config import ConfigError, resolve_target
 from .functions import LAPLACE_EIGENFUNCTIONS, burgers_front, heat_decay
+from .params import check_keywords
 
 
 # --------------------------------------------------------------------------------------
@@ -285,6 +286,9 @@ class CustomPDE(PDEProblem):
             raise ConfigError(f"loss.pde.params.time_dim={time_dim} is not an input of a {self.input_dim}-D problem (0 <= time_dim < input_dim).")
         self.coefficients = dict(coefficients or {})
         self.solution_params = dict(solution_params or {})
+        check_keywords(self.residual_fn, self.coefficients, key="loss.pde.params.coefficients", target=str(residual), skip=2)
+        if self.solution_fn is not None:
+            check_keywords(self.solution_fn, self.solution_params, key="loss.pde.params.solution_params", target=str(solution), skip=1)
         if self.solution_fn is None and (not isinstance(self.boundary, NoCondition) or time_dim is not None):
             raise ConfigError(
                 f"CustomPDE with boundary={boundary!r} needs loss.pde.params.solution (the boundary and initial "

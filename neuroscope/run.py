@@ -26,6 +26,7 @@ from .losses import Objective, build_pde
 from .checkpoint import check_resume_target, continue_run, save_checkpoint, write_torch
 from .diskspace import check_free_space, estimate_run_bytes
 from .faults import fault_point
+from .params import check_keywords
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
 from .stopping import Interrupted, rendering, signal_name, stop_on_signals
 from .summary import log_outcome, make_summary
@@ -83,6 +84,7 @@ def build_target(cfg: FunctionConfig, probe: Optional[torch.Tensor] = None) -> C
     default two points: it must accept its params and return n finite values."""
     fn = resolve_target(cfg._target_, key="function._target_", kind="function")
     params = dict(cfg.params)
+    check_keywords(fn, params, key="function.params", target=cfg._target_, skip=1)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         return fn(x, **params)

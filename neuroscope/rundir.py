@@ -45,7 +45,7 @@ RUN_FILES = (METRICS_CSV, HISTORY_NPZ, SUMMARY_JSON, MODEL_PT, CHECKPOINT_PT, DA
 FINISHED, DIVERGED, INTERRUPTED = "finished", "diverged", "interrupted"
 FAILED, MISSING = "failed", "missing"
 
-FINAL_COLUMNS = ("loss", "test_error", "gen_error", "sharpness")
+FINAL_COLUMNS = ("loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen", "sharpness")
 LATE_FRACTION = 0.2  # "late" values: the mean over the last 20% of the steps done
 
 
@@ -334,7 +334,7 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, non-finite floats to strings ('nan', 'inf')."""
+    """Strict JSON: numpy scalars to Python, non-finite floats (not measured, or diverged) to null."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -343,7 +343,7 @@ def _jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, (float, np.floating)):
         value = float(value)
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else None
     return value
 
 
@@ -385,7 +385,7 @@ def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, An
     return {
         "final": {c: value for c, (value, _) in final.items()},
         "final_step": {c: at for c, (_, at) in final.items()},
-        "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error")},
+        "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen")},
         "max_sharpness": float(sharp[finite].max()) if finite.any() else math.nan,
         "late_sharpness_over_edge": float(late.mean() * lr / 2) if len(late) and lr > 0 else math.nan,
     }

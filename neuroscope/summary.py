@@ -80,10 +80,13 @@ def log_outcome(summary: dict[str, Any]) -> None:
 
     def value(key: str) -> str:  # a value from an earlier step (a diverged run, curvature every N) says which
         step = summary.get("final_step", {}).get(key)
-        return f"{final[key]:.4g}" + ("" if step is None or step == done else f" (step {step})")
+        number = final.get(key)
+        text = "–" if number is None else f"{number:.3g}" if key.startswith("rel_l2") else f"{number:.4g}"
+        return text + ("" if step is None or step == done else f" (step {step})")
 
-    log.info("%s after %d steps: loss %s, test error %s, gen error %s, sharpness %s (2/lr = %g)", summary["status"], done,
-             value("loss"), value("test_error"), value("gen_error"), value("sharpness"), summary["two_over_lr"])
+    log.info("%s after %d steps: loss %s, test error %s, gen error %s, relative L2 %s (outside the box %s), "
+             "sharpness %s (2/lr = %g)", summary["status"], done, *(value(k) for k in (
+                 "loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen", "sharpness")), summary["two_over_lr"])
     if summary["nonfinite"]:
         log.warning("non-finite values were recorded: %s (see metrics.csv)", summary["nonfinite"])
     if summary["curvature"]["not_converged"]:

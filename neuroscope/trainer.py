@@ -1,7 +1,8 @@
 """The gradient-descent loop: theta <- theta - lr * grad L(theta), full batch, no optimizer.
 
 Row ``step = t`` of the metrics describes the parameters theta_t *before* update t: the
-objective and its terms, test and generalization error, and (every ``curvature.every``
+objective and its terms, test and generalization error (MSE; and relative L2, ``rel_l2`` and
+``rel_l2_gen``), and (every ``curvature.every``
 steps) the top Hessian eigenvalues at theta_t and ``projection`` = |(theta_{t+1} - theta_t) . v_max|.
 The last row, ``step = steps``, is the final state. A non-finite loss (or one above
 ``diverge_above``) ends the run as ``diverged`` with everything recorded so far kept.
@@ -48,7 +49,7 @@ def metric_columns(term_names: Sequence[str], k: int) -> list[str]:
     return (
         ["step", "loss"]
         + [f"loss_{t}" for t in term_names]
-        + ["test_error", "gen_error", "grad_norm", "sharpness"]
+        + ["test_error", "gen_error", "rel_l2", "rel_l2_gen", "grad_norm", "sharpness"]
         + [f"lambda_{i}" for i in range(2, k + 1)]
         + ["projection", "projection_err", "hvps", "eig_residual", "eig_converged"]
     )
@@ -167,14 +168,14 @@ class Trainer:
         flat_grad = torch.cat([g.detach().reshape(-1) for g in grads])
         with torch.no_grad():
             # the mean of an empty tensor is NaN: no gen_x, no generalization error
-            errors = [mse(self.model(p.test_x), p.test_y), mse(self.model(p.gen_x), p.gen_y)]
-            values = [loss.detach(), *(v.detach() for v in terms.values()), *errors, _norm(flat_grad)]
+            test, gen = _errors(self.model(p.test_x), p.test_y), _errors(self.model(p.gen_x), p.gen_y)
+            values = [loss.detach(), *(v.detach() for v in terms.values()), test[0], gen[0], test[1], gen[1], _norm(flat_grad)]
         numbers = torch.stack([v.to(torch.float64) for v in values]).tolist()
         row: dict[str, float] = {"step": step, "loss": numbers[0]}
         row.update({f"loss_{k}": v for k, v in zip(terms, numbers[1:])})
-        row["test_error"], row["gen_error"], row["grad_norm"] = numbers[-3:]
+        row["test_error"], row["gen_error"], row["rel_l2"], row["rel_l2_gen"], row["grad_norm"] = numbers[-5:]
         if len(p.gen_x) == 0:  # the test box is the training box: nothing to generalize to
-            del row["gen_error"]
+            del row["gen_error"], row["rel_l2_gen"]
         if measure:
             row.update(self._measure(grads, flat_grad, step=step, last=step == self.settings.steps))
         return row, flat_grad
@@ -240,6 +241,13 @@ class Trainer:
             frame_pred=np.asarray(state.frame_pred, dtype=np.float64).reshape(len(state.frame_pred), n_pred),
             geometry=geometry,
         )
+
+
+def _errors(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """The MSE and the relative L2 error ||pred - target||_2 / ||target||_2 (in float64) of one
+    forward pass; both NaN for no points."""
+    diff = pred.to(torch.float64) - target.to(torch.float64)
+    return mse(pred, target), torch.sqrt((diff * diff).sum() / (target.to(torch.float64) ** 2).sum())
 
 
 def _norm(v: Tensor) -> Tensor:

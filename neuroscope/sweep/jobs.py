@@ -143,7 +143,8 @@ def swept_keys(multirun: Any) -> list[str]:
 
 
 def _to_float(value: Any) -> float:
-    """summary.json stores non-finite floats as strings ('nan', 'inf')."""
+    """A number of summary.json as a float: null (not measured) is NaN, and so is anything else
+    that is not a number (older runs wrote 'nan' and 'inf' as strings: those are read as such)."""
     try:
         return float(value)
     except (TypeError, ValueError):
