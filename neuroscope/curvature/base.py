@@ -38,6 +38,7 @@ class EigenResult:
     iterations: int
     converged: bool  # every residual <= tol * |lambda_i|
     hvp: str = ""  # Hessian-vector product variant used ("exact" for the dense method)
+    bottom: EigenResult | None = None  # the smallest algebraic pair, when the solver was asked for it
 
     @property
     def sharpness(self) -> float:
