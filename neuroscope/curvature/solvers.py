@@ -10,14 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import EigenResult, Operator, orthogonalize, random_vector, unit
+from .base import EigenResult, Operator, orthogonalize, product, random_vector, unit
 
 _BREAKDOWN = 1e-10  # beta below this times |H| means the Krylov space is invariant
-
-
-def _apply(op: Operator, v: Tensor) -> Tensor:
-    """One product in the operator's dtype, returned in float64."""
-    return op.matvec(v.to(op.dtype)).to(torch.float64)
 
 
 def _tridiagonal_eigh(alphas: list[float], betas: list[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +71,7 @@ def krylov(
     betas: list[float] = []
     converged, m = False, 0
     for j in range(steps):
-        w = _apply(op, basis[j])
+        w = product(op, basis[j])
         alphas.append(float(basis[j] @ w))
         w = orthogonalize(w, basis[: j + 1])
         beta = float(torch.linalg.vector_norm(w))
@@ -173,7 +168,7 @@ def power_iteration(
         previous, converged = None, False
         for _ in range(max_iter):
             v = unit(orthogonalize(x, deflate))
-            hv = _apply(op, v)
+            hv = product(op, v)
             hvps += 1
             rayleigh = float(v @ hv)
             if previous is not None and abs(previous - rayleigh) / (abs(previous) + 1e-6) < tol:
