@@ -10,7 +10,10 @@ it into a benchmark environment with ``pip install --no-deps pyhessian``), and i
 note otherwise. PyHessian 0.1 calls ``torch.eig``, which torch 2 only keeps to raise an error; its density runs
 here with a stand-in that returns ``torch.linalg.eigh`` in the old format, said so in the output.
 PyHessian cannot take a PDE loss, so the per-term rows (a Poisson 1D PINN) are NeuroScope's only.
-Seconds: the best of ``--repeats`` runs, one thread; float64 throughout.
+Seconds: the best of ``--repeats`` runs (seeds 0, 1, ...), one thread; float64 throughout.
+Trace and density errors are means over those runs, and both packages get the same probes in
+each (PyHessian's come from the global generator, seeded alike): their difference is then the
+method's, not the probes' luck.
 """
 
 from __future__ import annotations
@@ -34,23 +37,37 @@ from neuroscope.curvature import (  # noqa: E402
 ROW = "{:<34} {:>7} {:>9} {:>11}  {}"
 
 
-def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
+def runs(repeats: int, fn: Callable[[int], object]) -> tuple[float, list]:
+    """``fn(seed)`` for seeds 0, 1, ...: the best seconds and every output."""
+    best, outs = float("inf"), []
+    for seed in range(repeats):
+        torch.manual_seed(seed)  # PyHessian draws its probes from the global generator
         start = time.perf_counter()
-        out = fn()
+        outs.append(fn(seed))
         best = min(best, time.perf_counter() - start)
-    return best, out
+    return best, outs
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def relative(value: float, reference: float) -> float:
     return abs(value - reference) / abs(reference)
 
 
-def moment_errors(nodes: np.ndarray, weights: np.ndarray, values: np.ndarray) -> str:
-    """Relative errors of the quadrature's moments 1-4 against the dense eigenvalues'."""
-    errors = [relative(float((weights * nodes**k).sum(axis=1).mean()), float(np.mean(values**k))) for k in range(1, 5)]
+def moment_errors(quadratures: list[tuple[np.ndarray, np.ndarray]], values: np.ndarray) -> str:
+    """Relative errors of the quadratures' moments 1-4 against the dense eigenvalues', each the
+    mean over the repeats (the probes' variance dominates them)."""
+    errors = [np.mean([relative(float((w * x**k).sum(axis=1).mean()), float(np.mean(values**k)))
+                       for x, w in quadratures]) for k in range(1, 5)]
     return "moments 1-4 rel. err " + " ".join(f"{e:.1e}" for e in errors)
+
+
+def trace_note(estimates: list[tuple[float, float]], exact: float) -> tuple[float, str]:
+    """Mean relative error and mean |error| / se over the repeats' (estimate, se)."""
+    error = float(np.mean([relative(t, exact) for t, _ in estimates]))
+    return error, f"|error| / se = {np.mean([abs(t - exact) / se for t, se in estimates]):.2f} (mean)"
 
 
 # --------------------------------------------------------------------------- the fit problem
@@ -81,26 +98,26 @@ def sin_fit(width: int, points: int, gd_steps: int):
 
 def ours(loss_fn, params, values: np.ndarray, args, rows: list) -> None:
     """Sharpness, lambda_min, trace and density by NeuroScope against the dense eigenvalues."""
-    exact_trace = float(values.sum())
 
-    def cold(bottom: bool):
+    def cold(bottom: bool, seed: int):
         op = HessianOperator(loss_fn, params)
-        return lanczos(op, tol=1e-6, max_iter=200, bottom=bottom, generator=torch.Generator().manual_seed(0))
+        return lanczos(op, tol=1e-6, max_iter=200, bottom=bottom, generator=seeded(seed))
 
-    seconds, top = best_of(args.repeats, lambda: cold(False))
+    seconds, (top, *_) = runs(args.repeats, lambda seed: cold(False, seed))
     rows.append(("sharpness (Lanczos, cold, tol 1e-6)", top.hvps, seconds, relative(top.sharpness, values[-1]), ""))
-    seconds, both = best_of(args.repeats, lambda: cold(True))
+    seconds, (both, *_) = runs(args.repeats, lambda seed: cold(True, seed))
     low = float(both.bottom.eigenvalues[0])
     rows.append(("sharpness + lambda_min, same run", both.hvps, seconds, relative(both.sharpness, values[-1]),
                  f"lambda_min rel. err {relative(low, values[0]):.1e} (residual {float(both.bottom.residuals[0]):.1e})"))
-    seconds, trace = best_of(args.repeats, lambda: hutchinson_trace(
-        HessianOperator(loss_fn, params), probes=args.probes, generator=torch.Generator().manual_seed(0)))
-    rows.append((f"trace, Hutchinson, {args.probes} probes", trace.hvps, seconds, relative(trace.trace, exact_trace),
-                 f"error / se = {abs(trace.trace - exact_trace) / trace.se:.2f}"))
-    seconds, slq = best_of(args.repeats, lambda: spectral_density(
-        HessianOperator(loss_fn, params), probes=args.probes, steps=args.steps, generator=torch.Generator().manual_seed(0)))
-    rows.append((f"density, SLQ {args.probes}x{args.steps}", slq.hvps, seconds,
-                 relative(float(slq.nodes.max()), values[-1]), moment_errors(slq.nodes, slq.weights, values)))
+    seconds, traces = runs(args.repeats, lambda seed: hutchinson_trace(
+        HessianOperator(loss_fn, params), probes=args.probes, generator=seeded(seed)))
+    error, note = trace_note([(t.trace, t.se) for t in traces], float(values.sum()))
+    rows.append((f"trace, Hutchinson, {args.probes} probes", traces[0].hvps, seconds, error, note))
+    seconds, slqs = runs(args.repeats, lambda seed: spectral_density(
+        HessianOperator(loss_fn, params), probes=args.probes, steps=args.steps, generator=seeded(seed)))
+    rows.append((f"density, SLQ {args.probes}x{args.steps}", slqs[0].hvps, seconds,
+                 relative(float(slqs[0].nodes.max()), values[-1]),
+                 moment_errors([(d.nodes, d.weights) for d in slqs], values)))
 
 
 # --------------------------------------------------------------------------- PyHessian
@@ -122,17 +139,14 @@ def pyhessian_rows(net, x, y, values: np.ndarray, args, rows: list) -> None:
     def build():
         return PyHessian(net, torch.nn.MSELoss(), data=(x, y), cuda=False)
 
-    exact_trace = float(values.sum())
-    torch.manual_seed(0)
-    seconds, samples = best_of(args.repeats, lambda: build().trace(maxIter=args.probes, tol=-1.0))
-    estimate = float(np.mean(samples))
-    se = float(np.std(samples, ddof=1) / np.sqrt(len(samples)))
-    rows.append((f"PyHessian trace, {len(samples)} probes", len(samples), seconds, relative(estimate, exact_trace),
-                 f"error / se = {abs(estimate - exact_trace) / se:.2f}"))
-    seconds, (nodes, weights) = best_of(args.repeats, lambda: build().density(iter=args.steps, n_v=args.probes))
-    nodes, weights = np.asarray(nodes, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    seconds, samples = runs(args.repeats, lambda seed: np.asarray(build().trace(maxIter=args.probes, tol=-1.0)))
+    estimates = [(float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))) for v in samples]
+    error, note = trace_note(estimates, float(values.sum()))
+    rows.append((f"PyHessian trace, {len(samples[0])} probes", len(samples[0]), seconds, error, note))
+    seconds, quadratures = runs(args.repeats, lambda seed: build().density(iter=args.steps, n_v=args.probes))
+    quadratures = [(np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64)) for x, w in quadratures]
     rows.append((f"PyHessian density, SLQ {args.probes}x{args.steps}", args.probes * args.steps, seconds,
-                 relative(float(nodes.max()), values[-1]), moment_errors(nodes, weights, values)))
+                 relative(float(quadratures[0][0].max()), values[-1]), moment_errors(quadratures, values)))
 
 
 def _old_eig(matrix: torch.Tensor, eigenvectors: bool = False):
@@ -166,8 +180,8 @@ def pinn_rows(args, rows: list) -> None:
         def term(ps, name=name):
             return objective(net(ps), ps)[1][name]
         top = float(torch.linalg.eigvalsh(exact_hessian(term, params))[-1])
-        seconds, result = best_of(args.repeats, lambda: lanczos(
-            HessianOperator(term, params), tol=1e-6, max_iter=200, generator=torch.Generator().manual_seed(0)))
+        seconds, (result, *_) = runs(args.repeats, lambda seed: lanczos(
+            HessianOperator(term, params), tol=1e-6, max_iter=200, generator=seeded(seed)))
         rows.append((f"PINN sharpness_{name}", result.hvps, seconds, relative(result.sharpness, top), f"= {top:.4g}"))
 
     def residuals(ps):
@@ -175,8 +189,8 @@ def pinn_rows(args, rows: list) -> None:
 
     dense = _dense_gauss_newton(residuals, params)
     top = float(torch.linalg.eigvalsh(dense)[-1])
-    seconds, result = best_of(args.repeats, lambda: lanczos(
-        GaussNewtonOperator(residuals, params), tol=1e-6, max_iter=200, generator=torch.Generator().manual_seed(0)))
+    seconds, (result, *_) = runs(args.repeats, lambda seed: lanczos(
+        GaussNewtonOperator(residuals, params), tol=1e-6, max_iter=200, generator=seeded(seed)))
     whole = float(torch.linalg.eigvalsh(exact_hessian(lambda ps: objective(net(ps), ps)[0], params))[-1])
     rows.append(("PINN sharpness_ggn (J v, J^T u)", result.hvps, seconds, relative(result.sharpness, top),
                  f"= {top:.4g}; Hessian's sharpness {whole:.4g}"))
