@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from matplotlib.animation import FFMpegWriter, FuncAnimation  # noqa: E402
 
 from neuroscope import rundir as hist  # noqa: E402
-from neuroscope import plotting  # noqa: E402
+from neuroscope.viz import Dashboard, render, write_mp4  # noqa: E402
 from neuroscope.config import VizConfig  # noqa: E402
 
 LR = 0.1
@@ -148,11 +148,11 @@ def main() -> None:
             run = Path(tmp) / f"run{dim}d"
             history = synthetic_run(run, dim, args.frames)
             viz = VizConfig(frames=args.frames)
-            total = min(plotting.render(run, viz).seconds for _ in range(args.repeat))
+            total = min(render(run, viz).seconds for _ in range(args.repeat))
             # the per-frame loop alone (draw + encode), without loading, set-up and the PNG
-            dash = plotting.Dashboard(hist.load(run), viz)
+            dash = Dashboard(hist.load(run), viz)
             dash.update(0)
-            loop = min(_timed(lambda: plotting.write_mp4(run / "loop.mp4", dash.frames(), viz.fps)) for _ in range(args.repeat))
+            loop = min(_timed(lambda: write_mp4(run / "loop.mp4", dash.frames(), viz.fps)) for _ in range(args.repeat))
             naive, full = naive_animation(history, Path(tmp) / f"naive{dim}d.mp4", args.ref_frames)
             ours_ms, loop_ms, naive_ms = 1e3 * total / args.frames, 1e3 * loop / args.frames, 1e3 * naive / args.ref_frames
             print(f"{dim}D   {ours_ms:13.1f} ms {loop_ms:15.1f} ms {naive_ms:9.1f} ms {naive_ms / ours_ms:8.1f}x {1e3 * full:7.0f} ms")

@@ -64,6 +64,6 @@ def resume(run_dir: str, overrides: Sequence[str] = (), out_dir: Optional[str] =
 
 def render(run_dir: str, viz: Any = None):
     """Draw ``dashboard.png`` and the animation of a finished run from its files."""
-    from .plotting import render as _render
+    from .viz import render as _render
 
     return _render(run_dir, viz)

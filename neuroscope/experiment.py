@@ -320,7 +320,7 @@ def run(
 def _render(run_dir: Path, config: Config) -> None:
     """Draw the dashboard and animation; a drawing failure is logged, never loses the run."""
     try:
-        from . import plotting
+        from . import viz as plotting
 
         result = plotting.render(run_dir, config.viz)
         log.info("dashboard: %s%s", result.png, f", animation: {result.video}" if result.video else "")
@@ -331,7 +331,7 @@ def _render(run_dir: Path, config: Config) -> None:
 def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:
     if not config.viz.live:
         return None
-    from . import plotting
+    from . import viz as plotting
 
     ok, why = plotting.live_view_available()
     if not ok:

@@ -4,8 +4,11 @@ the command line replaces the video, and the pictures are not blank and show 2/l
 from __future__ import annotations
 
 import ast
+import importlib
 import logging
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -14,8 +17,13 @@ import pytest
 from PIL import Image
 
 from neuroscope import rundir as hist
-from neuroscope import plotting
+from neuroscope import viz
 from neuroscope.config import VideoFormat, VizConfig
+from neuroscope.viz import scales
+from neuroscope.viz.style import COLORS
+
+# the module, not the function neuroscope.viz.render: the MP4 failure test patches its write_mp4
+render_module = importlib.import_module("neuroscope.viz.render")
 
 LR = 0.1  # 2/lr = 20
 
@@ -129,7 +137,7 @@ def color_pixels(img: np.ndarray, hex_color: str, tol: int = 40) -> np.ndarray:
 
 def test_mp4_at_default_size_decodes_to_configured_frames(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history())
-    result = plotting.render(run, VizConfig(frames=6))
+    result = viz.render(run, VizConfig(frames=6))
     assert result.video == run / "animation.mp4"
     assert video_info(result.video) == (6, (1200, 900))
     assert result.frames == 6
@@ -138,24 +146,24 @@ def test_mp4_at_default_size_decodes_to_configured_frames(tmp_path):
 
 def test_viz_read_from_the_runs_hydra_config(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(), viz=SMALL)
-    result = plotting.render(run)
+    result = viz.render(run)
     assert video_info(result.video) == (12, (400, 300))
 
 
 def test_more_frames_requested_than_stored_uses_what_is_there(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(frames=5), viz={**SMALL, "frames": 500})
-    result = plotting.render(run)
+    result = viz.render(run)
     assert video_info(result.video)[0] == 5
 
 
 def test_png_is_not_blank_and_shows_the_two_over_lr_line(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(), viz={**SMALL, "dpi": 100})
-    png = plotting.render(run).png
+    png = viz.render(run).png
     img = png_pixels(png)
     assert img.std() > 20  # not a blank canvas
 
     history = hist.load(run)
-    dash = plotting.Dashboard(history, plotting.resolve_viz(None, run))
+    dash = viz.Dashboard(history, viz.resolve_viz(None, run))
     dash.update(dash.n_frames - 1)
     ax = dash.ax["sharp"]
     assert any(np.allclose(line.get_ydata(), 20.0) for line in ax.get_lines()), "no horizontal line at 2/lr"
@@ -166,7 +174,7 @@ def test_png_is_not_blank_and_shows_the_two_over_lr_line(tmp_path):
     h = img.shape[0]
     row = int(round(h - ax.transData.transform((0, 20.0))[1]))
     panel = img[int(h - y1):int(h - y0), int(x0):int(x1)]
-    red = color_pixels(panel, plotting.COLORS["eos"])
+    red = color_pixels(panel, COLORS["eos"])
     assert red.sum() > 50
     red_rows = np.nonzero(red.any(axis=1))[0] + int(h - y1)
     assert np.any(np.abs(red_rows - row) <= 2)
@@ -180,9 +188,9 @@ def test_gif_fallback_when_mp4_writing_fails(tmp_path, monkeypatch, caplog):
         Path(path).write_bytes(b"garbage")
         raise RuntimeError("no H.264 encoder here")
 
-    monkeypatch.setattr(plotting, "write_mp4", broken_mp4)
-    with caplog.at_level(logging.WARNING, logger="neuroscope.plotting"):
-        result = plotting.render(run)
+    monkeypatch.setattr(render_module, "write_mp4", broken_mp4)
+    with caplog.at_level(logging.WARNING, logger="neuroscope.viz.render"):
+        result = viz.render(run)
     assert result.video == run / "animation.gif"
     assert not (run / "animation.mp4").exists() and not (run / "animation.partial.mp4").exists()
     assert any("no H.264 encoder here" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -192,24 +200,24 @@ def test_gif_fallback_when_mp4_writing_fails(tmp_path, monkeypatch, caplog):
 
 def test_format_none_writes_no_video_but_the_png(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(), viz={**SMALL, "format": "none"})
-    result = plotting.render(run)
+    result = viz.render(run)
     assert result.video is None and result.frames == 0
     assert result.png.exists() and png_pixels(result.png).std() > 20
     assert not (run / "animation.mp4").exists() and not (run / "animation.gif").exists()
     # Re-drawing only the PNG leaves an earlier video alone: it is the user's to delete.
     (run / "animation.mp4").write_bytes(b"earlier")
-    plotting.render(run)
+    viz.render(run)
     assert (run / "animation.mp4").read_bytes() == b"earlier"
 
 
 def test_rerender_from_the_command_line_replaces_the_video(tmp_path, capsys):
     run = write_run(tmp_path / "run", synthetic_history(), viz=SMALL)
-    plotting.render(run)
+    viz.render(run)
     assert (run / "animation.mp4").exists()
-    assert plotting.main([str(run), "viz.format=gif", "viz.frames=7", "viz.fps=5"]) == 0
+    assert viz.main([str(run), "viz.format=gif", "viz.frames=7", "viz.fps=5"]) == 0
     assert (run / "animation.gif").exists() and not (run / "animation.mp4").exists()
     assert Image.open(run / "animation.gif").n_frames == 7
-    assert plotting.main([str(run), "format=mp4", "viz.size=[6,4]", "viz.dpi=50"]) == 0
+    assert viz.main([str(run), "format=mp4", "viz.size=[6,4]", "viz.dpi=50"]) == 0
     assert video_info(run / "animation.mp4") == (12, (300, 200))  # frames=12 from the run's config
     assert not (run / "animation.gif").exists()
     assert "animation.mp4" in capsys.readouterr().out
@@ -228,7 +236,7 @@ def test_rerender_from_the_command_line_replaces_the_video(tmp_path, capsys):
 def test_bad_override_exits_2_with_a_one_line_message(tmp_path, capsys, override, expected):
     run = write_run(tmp_path / "run", synthetic_history(), viz=SMALL)
     with pytest.raises(SystemExit) as exit_info:
-        plotting.main([str(run), override])
+        viz.main([str(run), override])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
@@ -238,18 +246,18 @@ def test_bad_override_exits_2_with_a_one_line_message(tmp_path, capsys, override
 
 def test_missing_run_dir_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        plotting.main([str(tmp_path / "nope")])
+        viz.main([str(tmp_path / "nope")])
     assert exit_info.value.code == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_2d_run_renders_a_surface(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(dim=2, plot_n=400), viz={**SMALL, "frames": 6})
-    result = plotting.render(run)
+    result = viz.render(run)
     assert video_info(result.video) == (6, (400, 300))
-    dash = plotting.Dashboard(hist.load(run), plotting.resolve_viz(None, run))
+    dash = viz.Dashboard(hist.load(run), viz.resolve_viz(None, run))
     dash.update(dash.n_frames - 1)
-    verts_z = dash._verts[..., 2]
+    verts_z = dash.panels["fit"].verts[..., 2]
     target = dash.history.geometry.plot_target
     assert np.ptp(verts_z) > 0.5 * np.ptp(target)  # the surface took the final prediction's shape
     zlo, zhi = dash.ax["fit"].get_zlim()
@@ -259,9 +267,9 @@ def test_2d_run_renders_a_surface(tmp_path):
 
 def test_diverged_run_renders_readably(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(diverge_at=250), viz=SMALL, diverge_at=250)
-    result = plotting.render(run)
+    result = viz.render(run)
     assert video_info(result.video)[0] == 12
-    dash = plotting.Dashboard(hist.load(run), plotting.resolve_viz(None, run))
+    dash = viz.Dashboard(hist.load(run), viz.resolve_viz(None, run))
     dash.update(dash.n_frames - 1)
     lo, hi = dash.ax["loss"].get_ylim()
     assert math.isfinite(lo) and math.isfinite(hi) and hi <= 1e13
@@ -272,8 +280,8 @@ def test_diverged_run_renders_readably(tmp_path):
     texts = [t.get_text() for ax in dash.ax.values() for t in ax.texts] + [t.get_text() for t in dash.fig.texts]
     assert any("diverged at step 250" in t for t in texts)
     assert "off scale" in " ".join(texts)
-    assert "not finite at 67%" in dash.fit_note.get_text()  # the inf/NaN last frame says so
-    pred_y = dash.pred_line.get_ydata()
+    assert "not finite at 67%" in dash.panels["fit"].fit_note.get_text()  # the inf/NaN last frame says so
+    pred_y = dash.panels["fit"].pred_line.get_ydata()
     assert np.nanmax(pred_y) < fhi  # clipped below the legend strip, never drawn off to infinity
 
 
@@ -283,19 +291,19 @@ def test_every_objective_term_gets_a_curve_and_a_legend_entry(tmp_path):
     h.metrics["loss_pde"] = np.linspace(1.0, 1e-3, n)
     h.metrics["loss_bc"] = np.linspace(0.5, 1e-4, n)
     run = write_run(tmp_path / "run", h, viz=SMALL)
-    dash = plotting.Dashboard(hist.load(run), plotting.resolve_viz(None, run))
+    dash = viz.Dashboard(hist.load(run), viz.resolve_viz(None, run))
     dash.update(dash.n_frames - 1)
     labels = [t.get_text() for t in dash.ax["loss"].get_legend().get_texts()]
     for term in ("data term", "l2 term", "pde term", "bc term", "training loss"):
         assert term in labels
-    colors = {s.line.get_color() for s in dash.series if s.ax_name == "loss"}
-    assert len(colors) == len([s for s in dash.series if s.ax_name == "loss"])  # tell them apart
+    colors = {s.line.get_color() for s in dash.panels["loss"].series}
+    assert len(colors) == len(dash.panels["loss"].series)  # tell them apart
 
 
 def test_curves_grow_with_the_frames_and_limits_stay_fixed(tmp_path):
     run = write_run(tmp_path / "run", synthetic_history(), viz=SMALL)
-    dash = plotting.Dashboard(hist.load(run), plotting.resolve_viz(None, run))
-    loss_line = next(s.line for s in dash.series if s.column == "loss")
+    dash = viz.Dashboard(hist.load(run), viz.resolve_viz(None, run))
+    loss_line = next(s.line for s in dash.panels["loss"].series if s.column == "loss")
     lengths, limits = [], []
     for i in range(dash.n_frames):
         dash.update(i)
@@ -310,15 +318,15 @@ def test_long_runs_are_decimated_but_keep_spikes():
     x = np.arange(200_000, dtype=float)
     y = np.ones_like(x)
     y[123_457] = 1e6
-    dx, dy = plotting._finite_series(x, y, positive=True)
-    assert len(dx) <= plotting.MAX_LINE_POINTS + 2
+    dx, dy = scales.finite_series(x, y, positive=True)
+    assert len(dx) <= scales.MAX_LINE_POINTS + 2
     assert dy.max() == 1e6 and dx[0] == 0 and dx[-1] == 199_999
 
 
 def test_curvature_off_and_no_gen_error_leave_notes_instead_of_empty_panels(tmp_path):
     h = synthetic_history(curvature_every=0, gen_error=False, k=1)
     run = write_run(tmp_path / "run", h, viz=SMALL)
-    dash = plotting.Dashboard(hist.load(run), plotting.resolve_viz(None, run))
+    dash = viz.Dashboard(hist.load(run), viz.resolve_viz(None, run))
     dash.update(0)
     notes = " ".join(t.get_text() for ax in dash.ax.values() for t in ax.texts)
     assert "sharpness not measured" in notes and "not measured" in notes and "generalization error" in notes
@@ -327,7 +335,7 @@ def test_curvature_off_and_no_gen_error_leave_notes_instead_of_empty_panels(tmp_
 def test_live_view_unavailable_without_a_display(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    ok, why = plotting.live_view_available()
+    ok, why = viz.live_view_available()
     assert ok is False and "DISPLAY" in why
 
 
@@ -337,7 +345,7 @@ def test_live_dashboard_follows_a_growing_history(tmp_path):
 
     plt.switch_backend("agg")
     full = synthetic_history(steps=400, frames=41)
-    live = plotting.LiveDashboard(VizConfig(size=[6.0, 4.5], dpi=50), meta={"lr": LR, "steps": 400, "name": "live"})
+    live = viz.LiveDashboard(VizConfig(size=[6.0, 4.5], dpi=50), meta={"lr": LR, "steps": 400, "name": "live"})
     try:
         for n_rows, n_frames in ((51, 6), (401, 41)):
             partial = hist.History(
@@ -349,23 +357,28 @@ def test_live_dashboard_follows_a_growing_history(tmp_path):
             assert dash is not None and dash.n_frames == n_frames
             xlim = dash.ax["loss"].get_xlim()  # planned steps: no jumps while it grows
             assert xlim[0] <= 0 and 400 <= xlim[1] < 410
-            assert len(next(s.line for s in dash.series if s.column == "loss").get_xdata()) == n_rows
+            assert len(next(s.line for s in dash.panels["loss"].series if s.column == "loss").get_xdata()) == n_rows
         img = np.asarray(live.figure.canvas.buffer_rgba())
         assert img[..., :3].std() > 20
-        assert dash.threshold == 20
+        assert dash.panels["sharp"].threshold == 20
     finally:
         live.close()
 
 
-def test_plotting_does_not_import_torch():
-    tree = ast.parse(Path(plotting.__file__).read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert "torch" not in imported
+def test_viz_does_not_import_torch():
+    for path in Path(viz.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "torch" not in imported, path.name
+    # nor does anything it imports (the package's __init__, config, rundir)
+    probe = "import sys, neuroscope.viz.render; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_resolve_viz_accepts_dataclass_mapping_and_defaults(tmp_path):
-    assert plotting.resolve_viz(VizConfig(fps=7)).fps == 7
-    assert plotting.resolve_viz({"format": "gif"}).format is VideoFormat.gif
-    assert plotting.resolve_viz(None, tmp_path) == VizConfig()
-    assert plotting.resolve_viz({"lr": 0.1, "viz": {"fps": 3}}).fps == 3  # a whole run config
+    assert viz.resolve_viz(VizConfig(fps=7)).fps == 7
+    assert viz.resolve_viz({"format": "gif"}).format is VideoFormat.gif
+    assert viz.resolve_viz(None, tmp_path) == VizConfig()
+    assert viz.resolve_viz({"lr": 0.1, "viz": {"fps": 3}}).fps == 3  # a whole run config

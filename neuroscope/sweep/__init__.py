@@ -1,0 +1,21 @@
+"""Sweep summaries: one table (``summary.csv``) and one figure (``sweep.png``) for a Hydra
+multirun folder, drawn from the jobs' files alone, so a sweep with a diverged, failed,
+killed or deleted job can still be summarized.
+
+Written by :class:`SweepSummary`, a Hydra callback (``hydra.callbacks.sweep_summary`` in
+``conf/config.yaml``) when a multirun ends, and on demand with ``neuroscope-summary
+SWEEP_DIR`` (or ``python -m neuroscope.sweep SWEEP_DIR``). ``jobs`` reads the folder,
+``table`` and ``figure`` draw it, ``callback`` holds the entry points.
+"""
+from ..rundir import DIVERGED, FAILED, FINISHED, INTERRUPTED, MISSING, SUMMARY_CSV, SWEEP_PNG
+from .callback import DIVERGED_OBJECTIVE, SweepSummary, main, objective_value, summarize
+from .figure import draw_sweep, plot_sweep
+from .jobs import Job, Launch, Sweep, load_sweep, read_launches, swept_keys
+from .table import SweepResult, describe, format_table, write_table
+
+__all__ = [
+    "DIVERGED", "FAILED", "FINISHED", "INTERRUPTED", "MISSING", "SUMMARY_CSV", "SWEEP_PNG",
+    "DIVERGED_OBJECTIVE", "SweepSummary", "main", "objective_value", "summarize",
+    "draw_sweep", "plot_sweep", "Job", "Launch", "Sweep", "load_sweep", "read_launches", "swept_keys",
+    "SweepResult", "describe", "format_table", "write_table",
+]

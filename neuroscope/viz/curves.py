@@ -1,0 +1,214 @@
+"""The dashboard's curve panels: metric columns against the step (loss terms and errors,
+sharpness against 2/lr, the update's projection), growing with the frames."""
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Hashable, Optional, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
+
+from ..rundir import History
+from . import scales
+from .panels import Frame, Look, Panel, RunView, diverged_at
+from .style import COLORS, EXTRA_TERM_COLORS, LAMBDA_COLORS, TERM_COLORS
+
+SPARSE_POINTS = 40  # curves with this few points get a dot at each
+NOTE_GREY = "#777777"
+
+
+@dataclass
+class Series:
+    """One metric column drawn as a line that grows with the frames."""
+
+    column: str
+    line: Line2D
+    x: np.ndarray = field(default_factory=lambda: np.empty(0))
+    y: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+
+class CurvePanel(Panel):
+    """Metric columns against the step, each up to the frame's step, with a dotted line at
+    it; limits over the whole run. A note replaces the curves when none has a point."""
+
+    title: ClassVar[str]
+    ylabel: ClassVar[str]
+    log_y: ClassVar[bool] = False
+    legend: ClassVar[bool] = True
+    empty_note: ClassVar[Optional[str]] = None
+
+    def __init__(self, fig: Figure, rect: Sequence[float], history: History, meta: dict, look: Look):
+        super().__init__(fig, rect, history, meta, look)
+        self.series: list[Series] = []
+        self._add_curves(history, meta)
+        self.now_line = self.ax.axvline(0, color=COLORS["now"], lw=0.9, ls=":", alpha=0.8, animated=True, zorder=1)
+        self.animated = [s.line for s in self.series] + [self.now_line]
+        ax = self.ax
+        if self.log_y:
+            ax.set_yscale("log")
+        ax.set_title(self.title, loc="left")
+        ax.set_ylabel(self.ylabel)
+        ax.set_xlabel("step")
+        ax.grid(True, which="major", lw=0.5, alpha=0.35)
+        self.limits: Optional[tuple[scales.Limits, scales.Limits]] = None
+        self.diverged, self.diverged_step = False, None
+
+    @abstractmethod
+    def _add_curves(self, history: History, meta: dict) -> None:
+        """Add a series (``_add``) for each column of ``history`` the panel shows."""
+
+    def _add(self, column: str, label: str, color: str, lw: float, ls: str = "-", z: float = 3) -> None:
+        (line,) = self.ax.plot([], [], color=color, lw=lw, ls=ls, label=label, animated=True, zorder=z)
+        self.series.append(Series(column, line))
+
+    def _y_limits(self) -> scales.Limits:
+        return scales.log_limits([s.y for s in self.series])
+
+    def set_history(self, view: RunView) -> Hashable:
+        steps, m = view.steps, view.history.metrics
+        for s in self.series:
+            col = np.asarray(m.get(s.column, np.full(len(steps), np.nan)), dtype=np.float64)
+            s.x, s.y = scales.finite_series(steps[: len(col)], col[: len(steps)], positive=self.log_y)
+            # few measurements (a short or early-diverged run): dots, so a single one still shows
+            s.line.set_marker("o" if len(s.x) <= SPARSE_POINTS else "None")
+            s.line.set_markersize(3.0 * max(self.look.scale, 0.6))
+        limits = (view.time_x, self._y_limits())
+        if limits != self.limits:
+            self.limits = limits
+            self.ax.set_xlim(*limits[0])
+            self.ax.set_ylim(*limits[1])
+        self.diverged, self.diverged_step = diverged_at(view.meta)
+        return limits, tuple(len(s.y) > 0 for s in self.series), self.diverged, self.diverged_step
+
+    def _legend_handles(self) -> list[Any]:
+        return [s.line for s in self.series if self.look.live or len(s.y)]
+
+    def _notes(self) -> list[Any]:
+        """Panel-specific static notes."""
+        return []
+
+    def _note(self, x: float, y: float, text: str, **style: Any) -> Any:
+        return self.ax.text(x, y, text, transform=self.ax.transAxes, **style)
+
+    def decorate(self) -> list[Any]:
+        out: list[Any] = []
+        for s in self.series:  # 'best' legend placement looks at the whole run's curves
+            s.line.set_data(s.x, s.y)
+        handles = self._legend_handles() if self.legend else []
+        if handles:
+            leg = self.ax.legend(handles=handles, labels=[h.get_label() for h in handles], loc="best", framealpha=0.85,
+                                 ncol=1, handlelength=1.8, borderaxespad=0.4)
+            leg.set_zorder(6)
+            out.append(leg)
+        if self.empty_note and not self.look.live and not any(len(s.y) for s in self.series):
+            out.append(self._note(0.5, 0.5, self.empty_note, ha="center", va="center", fontsize=self.look.font_size * 0.95,
+                                  color=NOTE_GREY, zorder=6))
+        out += self._notes()
+        if self.diverged_step is not None:
+            out.append(self.ax.axvline(self.diverged_step, color=COLORS["diverged"], lw=1.2, ls="--", alpha=0.8, zorder=1))
+        return out
+
+    def show(self, frame: Frame) -> None:
+        for s in self.series:
+            k = int(np.searchsorted(s.x, frame.cut, side="right"))
+            s.line.set_data(s.x[:k], s.y[:k])
+        self.now_line.set_xdata([frame.now, frame.now])
+
+
+class LossPanel(CurvePanel):
+    """The objective, each of its terms, and the errors in and outside the training box."""
+
+    name = "loss"
+    title = "Loss terms and errors"
+    ylabel = "value (log)"
+    log_y = True
+
+    def _add_curves(self, history: History, meta: dict) -> None:
+        m = history.metrics
+        if "loss" in m:
+            self._add("loss", "training loss", COLORS["loss"], 1.9, z=4)
+        extra = iter(EXTRA_TERM_COLORS)
+        for c in history.loss_terms:
+            label = c[len("loss_"):].replace("_", " ") + " term"
+            self._add(c, label, TERM_COLORS.get(c) or next(extra, "#999999"), 1.1, "--")
+        if "test_error" in m:
+            self._add("test_error", "test error (in the training box)", COLORS["test_error"], 1.5)
+        if "gen_error" in m:
+            self._add("gen_error", "generalization error (outside it)", COLORS["gen_error"], 1.5)
+
+    def _notes(self) -> list[Any]:
+        out, fs = [], self.look.font_size
+        if not self.look.live and any(s.column == "gen_error" and not len(s.y) for s in self.series):
+            out.append(self._note(0.02, 0.03, "generalization error: not measured (test box = training box?)",
+                                  ha="left", va="bottom", fontsize=fs * 0.8, color=NOTE_GREY))
+        if self.diverged:
+            at = self.diverged_step
+            out.append(self._note(0.02, 0.97, f"diverged at step {int(at):,}" if at is not None else "diverged", ha="left",
+                                  va="top", color=COLORS["diverged"], fontsize=fs, fontweight="bold", zorder=6))
+        return out
+
+
+class SharpnessPanel(CurvePanel):
+    """The top Hessian eigenvalues against the 2/lr edge of stability."""
+
+    name = "sharp"
+    title = "Sharpness (top Hessian eigenvalue) vs the 2/lr edge of stability"
+    ylabel = "eigenvalue"
+    empty_note = "sharpness not measured (curvature.every=0)"
+
+    def _add_curves(self, history: History, meta: dict) -> None:
+        for i, c in enumerate(history.eigenvalue_columns):
+            if c not in history.metrics:
+                continue
+            if c == "sharpness":
+                self._add(c, "sharpness λ₁", COLORS["sharpness"], 1.8, z=4)
+            else:
+                sub = "".join("₀₁₂₃₄₅₆₇₈₉"[int(d)] for d in c.split("_")[1])
+                self._add(c, f"λ{sub}", LAMBDA_COLORS[(i - 1) % len(LAMBDA_COLORS)], 1.1)
+        lr = meta.get("lr")
+        self.threshold = 2.0 / float(lr) if isinstance(lr, (int, float)) and lr > 0 else None
+        self.eos_line = None
+        if self.threshold is not None:
+            self.eos_line = self.ax.axhline(self.threshold, color=COLORS["eos"], lw=1.6, ls="--",
+                                            label=f"2/lr = {self.threshold:.4g}", zorder=2)
+        self.off_scale: Optional[float] = None
+
+    def _y_limits(self) -> scales.Limits:
+        limits, self.off_scale = scales.eigenvalue_limits([s.y for s in self.series], self.threshold)
+        return limits
+
+    def set_history(self, view: RunView) -> Hashable:
+        state = super().set_history(view)
+        return state, None if self.off_scale is None else f"{self.off_scale:.3g}"
+
+    def _legend_handles(self) -> list[Any]:
+        return super()._legend_handles() + ([self.eos_line] if self.eos_line is not None else [])
+
+    def _notes(self) -> list[Any]:
+        out, fs = [], self.look.font_size
+        if self.threshold is not None:
+            to_data = blended_transform_factory(self.ax.transAxes, self.ax.transData)
+            out.append(self.ax.text(0.01, self.threshold, f" 2/lr = {self.threshold:.4g}", transform=to_data, ha="left",
+                                    va="bottom", color=COLORS["eos"], fontsize=fs * 0.9, fontweight="bold", zorder=5))
+        if self.off_scale is not None:
+            out.append(self._note(0.99, 0.97, f"↑ off scale (max {self.off_scale:.3g})", ha="right", va="top",
+                                  fontsize=fs * 0.85, color=COLORS["diverged"]))
+        return out
+
+
+class ProjectionPanel(CurvePanel):
+    """|Δθ·v_max|: how far each update moves along the top eigenvector."""
+
+    name = "proj"
+    title = "|Δθ·v_max|: the update along the top eigenvector"
+    ylabel = "|Δθ·v_max| (log)"
+    log_y = True
+    legend = False
+    empty_note = "|Δθ·v_max| not measured"
+
+    def _add_curves(self, history: History, meta: dict) -> None:
+        if "projection" in history.metrics:
+            self._add("projection", "|Δθ·v_max|", COLORS["projection"], 1.3)

@@ -1,0 +1,204 @@
+"""Drawing a run's pictures from its files alone: ``render(run_dir)`` writes ``dashboard.png``
+and the animation (MP4, else GIF), ``resolve_viz`` turns any form of viz settings into a
+checked VizConfig, and ``main`` is the ``neuroscope-render RUN_DIR [viz.KEY=VALUE ...]`` command.
+
+Tests force the MP4 failure path by monkeypatching ``write_mp4`` in this module.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..config import ConfigError, VideoFormat, VizConfig
+from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, load
+from .dashboard import Dashboard
+from .writers import save_png, write_gif, write_gif_pillow, write_mp4
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RenderResult:
+    png: Path
+    video: Optional[Path]  # None when viz.format=none or no writer worked
+    frames: int  # frames in the video (0 without one)
+    seconds: float
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message in one line, for a log or an error line."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+# ----------------------------------------------------------------------------- viz settings
+
+
+def resolve_viz(viz: Any = None, run_dir: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> VizConfig:
+    """A validated VizConfig from a VizConfig, a mapping/DictConfig with its keys, or (None)
+    the ``viz`` section of ``run_dir/.hydra/config.yaml`` (defaults if absent), with dotlist
+    ``overrides`` (``format=gif`` or ``viz.format=gif``) on top. Raises ConfigError."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+    layers = _viz_layers(viz, run_dir)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(VizConfig), *layers, OmegaConf.from_dotlist(_viz_dotlist(overrides)))
+        result = OmegaConf.to_object(merged)
+    except ConfigKeyError as e:
+        key = getattr(e, "full_key", None) or getattr(e, "key", None)
+        raise ConfigError(
+            f"viz.{key} is not a viz setting (there are: {', '.join(VizConfig.__dataclass_fields__)}); "
+            "only viz.* settings can change when re-rendering a finished run."
+        ) from None
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        raise ConfigError(f"viz.{key}: {first_line(e)}" if key else first_line(e)) from None
+    _check_viz(result)
+    return result
+
+
+def _viz_layers(viz: Any, run_dir: str | os.PathLike | None) -> list[Any]:
+    """The viz settings given (or the run's own, when none are) as OmegaConf merge layers."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if viz is None and run_dir is not None:
+        path = Path(run_dir) / CONFIG_YAML
+        if not path.exists():
+            return []
+        try:
+            section = OmegaConf.load(path).get("viz")
+            if section is None:
+                return []
+            OmegaConf.merge(OmegaConf.structured(VizConfig), section)  # is it usable?
+            return [section]
+        except (OmegaConfBaseException, OSError, ValueError) as e:
+            log.warning("ignoring the viz settings in %s (%s); using the defaults", path, first_line(e))
+            return []
+    if isinstance(viz, VizConfig):
+        return [OmegaConf.structured(viz)]
+    if isinstance(viz, (DictConfig, dict)):
+        if "viz" in viz and "format" not in viz:  # a whole run config was handed over
+            viz = viz["viz"]
+        return [OmegaConf.structured(viz) if isinstance(viz, VizConfig) else viz]
+    if viz is not None:
+        raise ConfigError(f"viz={viz!r} is not a viz configuration (give a VizConfig, a mapping with its keys, or None).")
+    return []
+
+
+def _viz_dotlist(overrides: Sequence[str]) -> list[str]:
+    """``viz.KEY=VALUE`` or ``KEY=VALUE`` overrides as an OmegaConf dotlist of viz keys."""
+    dotlist = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"'{item}' is not an override: write KEY=VALUE, e.g. viz.format=gif.")
+        if key.startswith("viz."):
+            key = key[4:]
+        elif "." in key:
+            raise ConfigError(f"'{item}': only viz.* settings can change when re-rendering a finished run.")
+        dotlist.append(f"{key}={value}")
+    return dotlist
+
+
+def _check_viz(v: VizConfig) -> None:
+    if v.frames < 1 or v.fps < 1 or v.dpi < 10:
+        raise ConfigError(f"viz.frames={v.frames}, viz.fps={v.fps}, viz.dpi={v.dpi}: frames and fps must be >= 1 and dpi >= 10.")
+    if len(v.size) != 2 or min(v.size) <= 0:
+        raise ConfigError(f"viz.size={list(v.size)} is not allowed: give [width, height] in inches, both > 0.")
+    if v.size[0] * v.dpi > 8000 or v.size[1] * v.dpi > 8000:
+        raise ConfigError(f"viz.size={list(v.size)} at viz.dpi={v.dpi} is over 8000 pixels a side.")
+
+
+# ----------------------------------------------------------------------------- render
+
+
+def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
+    """Draw ``dashboard.png`` (always) and ``animation.mp4`` (``animation.gif`` when no MP4
+    can be written, nothing when ``viz.format=none``) from the run's files. ``viz``: a
+    VizConfig, a mapping with its keys, or None for the run's own ``.hydra/config.yaml``."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    history = load(run_dir)
+    viz = resolve_viz(viz, run_dir)
+    dash = Dashboard(history, viz)
+
+    dash.update(dash.n_frames - 1)
+    png = run_dir / DASHBOARD_PNG
+    save_png(dash.rgba(), png, viz.dpi)
+
+    video, frames = _write_video(run_dir, dash, viz)
+    if video is None and VideoFormat(viz.format) is not VideoFormat.none:
+        log.error("no animation written for %s; %s is there", run_dir, png.name)
+    for stale in (run_dir / ANIMATION_MP4, run_dir / ANIMATION_GIF) if video is not None else ():
+        if stale != video and stale.exists():  # a new video replaces one of the other format
+            stale.unlink(missing_ok=True)
+            log.info("removed %s from an earlier render", stale)
+    return RenderResult(png=png, video=video, frames=frames if video else 0, seconds=time.perf_counter() - started)
+
+
+def _write_video(run_dir: Path, dash: Dashboard, viz: VizConfig) -> tuple[Optional[Path], int]:
+    """The animation in ``viz.format``; an MP4 that cannot be written becomes a GIF (ffmpeg's,
+    else Pillow's). Each writer writes a partial file, renamed only when complete."""
+    fmt = VideoFormat(viz.format)
+    if fmt is VideoFormat.mp4:
+        target, partial = run_dir / ANIMATION_MP4, run_dir / "animation.partial.mp4"
+        try:
+            frames = write_mp4(partial, dash.frames(), viz.fps)
+            os.replace(partial, target)
+            return target, frames
+        except Exception as e:  # no encoder, broken binary, disk full ...: a GIF still shows the run
+            partial.unlink(missing_ok=True)
+            log.warning("could not write %s (%s: %s); writing %s instead", target.name, type(e).__name__, first_line(e),
+                        ANIMATION_GIF)
+            fmt = VideoFormat.gif
+    if fmt is VideoFormat.gif:
+        target, partial = run_dir / ANIMATION_GIF, run_dir / "animation.partial.gif"
+        for writer in (write_gif, write_gif_pillow):
+            try:
+                frames = writer(partial, dash, viz.fps)
+                os.replace(partial, target)
+                return target, frames
+            except Exception as e:
+                partial.unlink(missing_ok=True)
+                log.warning("%s failed (%s: %s)", writer.__name__, type(e).__name__, first_line(e))
+    return None, 0
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``neuroscope-render RUN_DIR [viz.KEY=VALUE ...]``: re-render a finished run with other
+    viz settings (merged over the run's own). Returns 0; a bad argument exits with 2."""
+    parser = argparse.ArgumentParser(
+        prog="neuroscope-render",
+        description="Re-draw dashboard.png and the animation of a NeuroScope run from its files.",
+        epilog="example: neuroscope-render outputs/2025-01-01/12-00-00 viz.format=gif viz.fps=10 viz.frames=60",
+    )
+    parser.add_argument("run_dir", help="a run directory (holds history.npz and summary.json)")
+    parser.add_argument("overrides", nargs="*", help="viz settings: viz.format=mp4|gif|none, viz.frames, viz.fps, viz.dpi, viz.size=[w,h]")
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        parser.exit(2, f"neuroscope-render: error: run directory {run_dir} does not exist\n")
+    try:
+        viz = resolve_viz(None, run_dir, args.overrides)
+        result = render(run_dir, viz)
+    except ConfigError as e:
+        parser.exit(2, f"neuroscope-render: error: {e}\n")
+    except FileNotFoundError as e:
+        parser.exit(2, f"neuroscope-render: error: {e}\n")
+    video = f" and {result.video.name} ({result.frames} frames)" if result.video else ""
+    print(f"wrote {result.png}{video} in {result.seconds:.1f} s")
+    return 0
