@@ -146,6 +146,19 @@ class DataConfig:
 
 
 @dataclass
+class DensityConfig:
+    """The spectral density by stochastic Lanczos quadrature, into spectrum.npz / spectrum.png."""
+
+    every: int = 0  # every N steps; 0 = off
+    probes: int = 4  # random probes per density
+    steps: int = 40  # Lanczos steps per probe
+    sigma: float = 0.1  # Gaussian broadening on the symmetric-log axis, in decades
+    points: int = 361  # grid points on that axis
+    linthresh: float = 1e-3  # |eigenvalues| below this are on the axis' linear part
+    lambda_max: float = 1e6  # the grid spans [-lambda_max, lambda_max]
+
+
+@dataclass
 class CurvatureConfig:
     every: int = 10  # measure every N steps; 0 = off
     method: CurvatureMethod = CurvatureMethod.lanczos
@@ -153,6 +166,12 @@ class CurvatureConfig:
     tol: float = 1e-4  # stop when ||Hv - lambda v|| <= tol * |lambda|
     max_iter: int = 30
     hvp: HvpVariant = HvpVariant.auto
+    lambda_min: bool = False  # also the smallest eigenvalue, from the same Lanczos run
+    terms: bool = False  # the top eigenvalue of each loss term's Hessian: sharpness_<term>
+    ggn: bool = False  # the top eigenvalue of the Gauss-Newton matrix: sharpness_ggn
+    trace_probes: int = 0  # Hutchinson's trace with this many probes (trace, trace_se); 0 = off
+    trace_every: int = 0  # its schedule; 0 = with the sharpness (curvature.every)
+    density: DensityConfig = field(default_factory=DensityConfig)
 
 
 @dataclass
@@ -278,6 +297,33 @@ def _fail(message: str) -> None:
     raise ConfigError(message)
 
 
+def _validate_spectrum(cfg: Any) -> None:
+    """The whole-spectrum settings under ``curvature``: each needs what it is measured with."""
+    c, d = cfg.curvature, cfg.curvature.density
+    for key in ("lambda_min", "terms", "ggn"):
+        if getattr(c, key) and c.every < 1:
+            _fail(f"curvature.{key}=true is measured with the sharpness, which is off (curvature.every=0): "
+                  "set curvature.every to N >= 1 steps, or leave it false.")
+    if c.lambda_min and CurvatureMethod(c.method) is CurvatureMethod.power:
+        _fail("curvature.lambda_min=true needs curvature.method=lanczos or exact: power iteration finds only the "
+              "eigenvalue of largest magnitude.")
+    if c.ggn and DataTerm(cfg.loss.data_term) is DataTerm.l1 and cfg.loss.data_weight > 0:
+        _fail("curvature.ggn=true needs every loss term to be a sum of squares, but loss.data_term=l1 is not "
+              "(its Gauss-Newton matrix is zero almost everywhere): use loss.data_term=mse or curvature.ggn=false.")
+    if c.trace_probes < 0 or c.trace_probes == 1 or c.trace_every < 0:
+        _fail(f"curvature.trace_probes={c.trace_probes}, curvature.trace_every={c.trace_every}: use trace_probes >= 2 "
+              "(a standard error needs two probes) or 0 for off, and trace_every >= 1 steps or 0 for curvature.every.")
+    if c.trace_probes and not (c.trace_every or c.every):
+        _fail(f"curvature.trace_probes={c.trace_probes} has no schedule: curvature.every=0 and curvature.trace_every=0; "
+              "set curvature.trace_every to N >= 1 steps.")
+    if d.every < 0 or d.probes < 1 or d.steps < 2 or d.points < 2:
+        _fail(f"curvature.density: every={d.every}, probes={d.probes}, steps={d.steps}, points={d.points} are not "
+              "allowed: every >= 1 steps or 0 for off, probes >= 1, Lanczos steps >= 2, grid points >= 2.")
+    if not (d.sigma > 0 and d.linthresh > 0 and d.lambda_max > d.linthresh):
+        _fail(f"curvature.density: sigma={d.sigma}, linthresh={d.linthresh}, lambda_max={d.lambda_max} are not "
+              "allowed: sigma > 0 (decades on the symmetric-log axis), linthresh > 0 and lambda_max > linthresh.")
+
+
 def validate(cfg: Any) -> None:
     """Checks beyond types; each failure is one paragraph naming the value and what is allowed."""
     if not cfg.lr > 0 or not math.isfinite(cfg.lr):
@@ -322,6 +368,7 @@ def validate(cfg: Any) -> None:
         _fail(f"curvature.tol={c.tol} is not allowed: the residual tolerance must be > 0 (default 1e-4).")
     if c.max_iter < 1:
         _fail(f"curvature.max_iter={c.max_iter} is not allowed: at least one iteration (default 30).")
+    _validate_spectrum(cfg)
     v = cfg.viz
     if v.frames < 1 or v.fps < 1 or v.dpi < 10:
         _fail(f"viz.frames={v.frames}, viz.fps={v.fps}, viz.dpi={v.dpi}: frames and fps must be >= 1 and dpi >= 10.")

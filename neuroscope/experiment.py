@@ -26,7 +26,9 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, OutputError, DeviceType, FunctionConfig, ModelConfig, resolve_target, validate
 from .losses import Objective, build_pde
-from .trainer import DIVERGED, INTERRUPTED, Trainer, TrainState, load_checkpoint, metric_columns, save_checkpoint
+from .trainer import (
+    DIVERGED, INTERRUPTED, Trainer, TrainState, curvature_columns, load_checkpoint, metric_columns, save_checkpoint,
+)
 
 log = logging.getLogger("neuroscope")
 
@@ -259,7 +261,7 @@ def run(
         train_box=problem.train_box,
         test_box=problem.test_box,
     )
-    columns = metric_columns(objective.term_names, config.curvature.k)
+    columns = metric_columns(objective.term_names, config.curvature.k) + curvature_columns(config, objective.term_names)
     state = TrainState()
     if src is not None:
         weights, state = load_checkpoint(src / CHECKPOINT_PT)
@@ -294,6 +296,7 @@ def run(
         if src is not None:
             summary["resumed_from"] = str(src)
         hist.save(history, run_dir)
+        hist.save_spectrum(trainer.spectrum(), run_dir)
         torch.save(model.state_dict(), run_dir / MODEL_PT)
         save_checkpoint(run_dir / CHECKPOINT_PT, model, state)
         summary["wall_seconds"] = time.perf_counter() - started

@@ -39,6 +39,7 @@ class TrainState:
     frame_steps: list[int] = field(default_factory=list)
     frame_pred: list[np.ndarray] = field(default_factory=list)
     tracker: dict[str, Any] = field(default_factory=dict)
+    survey: dict[str, Any] = field(default_factory=dict)  # CurvatureSurvey.state_dict(), when there is one
     nonfinite: dict[str, int] = field(default_factory=dict)  # column -> count of NaN/inf recorded
     train_seconds: float = 0.0
 
@@ -54,6 +55,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, state: TrainState
             "frame_steps": list(state.frame_steps),
             "frame_pred": torch.as_tensor(np.asarray(state.frame_pred, dtype=np.float64)),
             "tracker": state.tracker,
+            "survey": state.survey,
             "nonfinite": state.nonfinite,
             "train_seconds": state.train_seconds,
         },
@@ -72,6 +74,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], TrainSt
         frame_steps=[int(v) for v in s["frame_steps"]],
         frame_pred=[row.numpy() for row in s["frame_pred"]],
         tracker=s["tracker"],
+        survey=s.get("survey", {}),
         nonfinite=dict(s["nonfinite"]),
         train_seconds=float(s["train_seconds"]),
     )
@@ -86,6 +89,29 @@ def metric_columns(term_names: Sequence[str], k: int) -> list[str]:
         + [f"lambda_{i}" for i in range(2, k + 1)]
         + ["projection", "hvps", "eig_residual", "eig_converged"]
     )
+
+
+def build_survey(cfg: Config, term_names: Sequence[str]):
+    """The CurvatureSurvey the curvature settings ask for, or None (the default: none asked)."""
+    from .curvature import CurvatureSurvey, DensityGrid
+
+    c, d = cfg.curvature, cfg.curvature.density
+    if not (c.terms or c.ggn or c.trace_probes or d.every):
+        return None
+    density = DensityGrid(every=d.every, probes=d.probes, steps=d.steps, sigma=d.sigma, points=d.points,
+                          linthresh=d.linthresh, lambda_max=d.lambda_max) if d.every else None
+    return CurvatureSurvey(
+        every=c.every, terms=list(term_names) if c.terms else [], ggn=c.ggn, trace_probes=c.trace_probes,
+        trace_every=c.trace_every or c.every, density=density, tol=c.tol, max_iter=c.max_iter, seed=cfg.seed,
+    )
+
+
+def curvature_columns(cfg: Config, term_names: Sequence[str]) -> list[str]:
+    """The metric columns the optional curvature settings add after ``metric_columns`` (none by default)."""
+    from .curvature import BOTTOM_COLUMNS
+
+    survey = build_survey(cfg, term_names)
+    return (list(BOTTOM_COLUMNS) if cfg.curvature.lambda_min else []) + (survey.columns() if survey else [])
 
 
 def frame_schedule(steps: int, frames: int) -> set[int]:
@@ -115,8 +141,10 @@ class Trainer:
             from .curvature import SharpnessTracker
 
             self.tracker = SharpnessTracker(
-                method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=self.cfg.seed
+                method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=self.cfg.seed,
+                bottom=c.lambda_min,
             )
+        self.survey = build_survey(self.cfg, self.objective.term_names)
 
     # The objective as a pure function of the parameter tensors (what curvature differentiates).
     def net(self, params: Sequence[Tensor]) -> Callable[[Tensor], Tensor]:
@@ -126,6 +154,17 @@ class Trainer:
     def loss_fn(self, params: Sequence[Tensor]) -> Tensor:
         return self.objective(self.net(params), params)[0]
 
+    def terms_fn(self, params: Sequence[Tensor]) -> dict[str, Tensor]:
+        return self.objective(self.net(params), params)[1]
+
+    def residuals_fn(self, params: Sequence[Tensor]) -> dict[str, tuple[Tensor, float]]:
+        return self.objective.residuals(self.net(params), params)
+
+    def spectrum(self) -> Optional[dict[str, np.ndarray]]:
+        """The spectral densities measured so far, with lr, for spectrum.npz (None when off)."""
+        arrays = self.survey.spectrum() if self.survey is not None else None
+        return None if arrays is None else {**arrays, "lr": np.float64(self.cfg.lr)}
+
     def run(self, state: TrainState, geometry: hist.Geometry) -> tuple[str, TrainState]:
         cfg, p = self.cfg, self.problem
         lr, total, every = float(cfg.lr), int(cfg.steps), int(cfg.curvature.every)
@@ -133,6 +172,8 @@ class Trainer:
         frames = frame_schedule(total, cfg.viz.frames)
         if state.tracker and self.tracker is not None:
             self.tracker.load_state_dict(state.tracker)
+        if state.survey and self.survey is not None:
+            self.survey.load_state_dict(state.survey)
         status = FINISHED
         started = time.perf_counter()
         bar = _progress_bar(total, state.step, enabled=self.progress)
@@ -164,6 +205,9 @@ class Trainer:
                     del row["gen_error"]
                 if measure:
                     row.update(self._measure(grads, flat_grad, lr, step=step, last=step == total))
+                if self.survey is not None and self.survey.due(step):
+                    row.update(self.survey.measure(step, loss_fn=self.loss_fn, terms_fn=self.terms_fn,
+                                                   params=self.params, residuals_fn=self.residuals_fn))
                 del grads, loss, terms
                 if step in frames:
                     self._keep_frame(state, step)
@@ -178,7 +222,7 @@ class Trainer:
                             q.sub_(lr * flat_grad[offset : offset + n].view_as(q))
                             offset += n
                 if checkpoint_every and self.on_checkpoint is not None and step < total and (step + 1) % checkpoint_every == 0:
-                    state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+                    self._keep_curvature_state(state)
                     self.on_checkpoint(state)  # theta_{step+1}, next row step+1
                 bar.update(1)
                 if step % 10 == 0:
@@ -191,8 +235,12 @@ class Trainer:
             bar.close()
             self.writer.flush()
             state.train_seconds += time.perf_counter() - started
-            state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+            self._keep_curvature_state(state)
         return status, state
+
+    def _keep_curvature_state(self, state: TrainState) -> None:
+        state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+        state.survey = self.survey.state_dict() if self.survey is not None else {}
 
     def _measure(self, grads, flat_grad: Tensor, lr: float, step: int, last: bool) -> dict[str, float]:
         result = self.tracker.measure(self.loss_fn, self.params, grads, step=step)
@@ -205,6 +253,10 @@ class Trainer:
         row["hvps"] = result.hvps
         row["eig_residual"] = float(result.residuals.max())
         row["eig_converged"] = bool(result.converged)
+        if result.bottom is not None:
+            from .curvature import bottom_columns
+
+            row.update(bottom_columns(result))
         return row
 
     def _keep_frame(self, state: TrainState, step: int) -> None:

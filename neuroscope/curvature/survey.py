@@ -113,8 +113,12 @@ class CurvatureSurvey:
     def _add_density(self, step: int, hessian: HessianOperator) -> None:
         d = self.density
         slq = spectral_density(hessian, probes=d.probes, steps=d.steps, generator=self._generator)
-        self.density_steps.append(step)
-        self.density_rows.append(slq.on_grid(d.coordinates(), d.sigma, linthresh=d.linthresh))
+        row = slq.on_grid(d.coordinates(), d.sigma, linthresh=d.linthresh)
+        if step in self.density_steps:  # a resumed run re-recording its last step
+            self.density_rows[self.density_steps.index(step)] = row
+        else:
+            self.density_steps.append(step)
+            self.density_rows.append(row)
 
     def _schedules(self) -> list[int]:
         terms_or_ggn = self.every if (self.terms or self.ggn) else 0

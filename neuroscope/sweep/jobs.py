@@ -48,7 +48,7 @@ class Job:
     steps: Optional[int] = None  # configured
     steps_done: Optional[int] = None
     wall_seconds: Optional[float] = None
-    values: dict[str, float] = field(default_factory=dict)  # METRIC_COLUMNS
+    values: dict[str, float] = field(default_factory=dict)  # METRIC_COLUMNS, and late_<column> of spectrum columns
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # metrics.csv columns
     note: str = ""
 
@@ -199,6 +199,7 @@ def metrics_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, fl
     values = hist.summary_values(metrics, lr)
     row = {f"final_{k}": v for k, v in values["final"].items()}
     row.update(max_sharpness=values["max_sharpness"], late_sharpness_over_edge=values["late_sharpness_over_edge"])
+    row.update({f"late_{k}": v for k, v in values.get("late", {}).items()})
     return row
 
 
@@ -209,6 +210,7 @@ def _from_summary(job: Job, summary: Mapping[str, Any]) -> None:
     job.values = {f"final_{k}": _to_float(final.get(k)) for k in ("loss", "test_error", "gen_error", "sharpness")}
     job.values["max_sharpness"] = _to_float(summary.get("max_sharpness"))
     job.values["late_sharpness_over_edge"] = _to_float(summary.get("late_sharpness_over_edge"))
+    job.values.update({f"late_{k}": _to_float(v) for k, v in summary.get("late", {}).items()})
     job.steps_done = int(summary["steps_done"]) if "steps_done" in summary else None
     job.wall_seconds = _to_float(summary.get("wall_seconds"))
     if job.status == DIVERGED:
