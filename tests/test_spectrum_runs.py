@@ -5,6 +5,7 @@ and the late values that run summaries and sweep tables carry."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from neuroscope.data import make as make_problem
 from neuroscope.experiment import build_target, to_config
 from neuroscope.losses import Objective, build_pde
 from neuroscope.rundir import SPECTRUM_NPZ, SPECTRUM_PNG, load_spectrum, read_metrics_csv, read_summary, summary_values
+from neuroscope.sweep.jobs import METRIC_COLUMNS, Job, Sweep, metrics_values
+from neuroscope.sweep.table import table_columns
 from neuroscope.trainer import metric_columns
 from neuroscope.viz.render import main as render_main
 
@@ -117,3 +120,28 @@ def test_spectrum_settings_fail_with_one_paragraph_naming_the_value(overrides, f
     with pytest.raises(ConfigError) as e:
         to_config(compose(overrides))
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sweep_tables_carry_the_late_columns_of_jobs_that_measured_them():
+    metrics = {"step": np.arange(11.0), "sharpness": np.ones(11), "sharpness_pde": np.arange(11.0)}
+    values = metrics_values(metrics, 0.1)
+    assert values["late_sharpness_pde"] == pytest.approx(9.0)  # steps 8, 9, 10: the last 20%
+    jobs = [Job(num=0, name="0_lr=0.1", overrides={"lr": "0.1"}, status="finished", run_dir=None, values=values),
+            Job(num=1, name="1_lr=0.2", overrides={"lr": "0.2"}, status="missing", run_dir=None,
+                values={c: math.nan for c in METRIC_COLUMNS})]
+    columns = table_columns(Sweep(sweep_dir=Path("."), swept_keys=["lr"], jobs=jobs))
+    assert columns.index("late_sharpness_pde") == columns.index("late_sharpness_over_edge") + 1
+
+
+def test_pinn_conditioning_preset_sweeps_three_frequencies_with_per_term_sharpness_and_density():
+    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("neuroscope.conf", version_base="1.3"):
+        cfg = hydra_compose("config", overrides=["experiment=pinn_conditioning"], return_hydra_config=True)
+        frequencies = [float(v) for v in str(cfg.hydra.sweeper.params["function.params.frequency"]).split(",")]
+    GlobalHydra.instance().clear()
+    assert frequencies == pytest.approx([math.pi, 2 * math.pi, 4 * math.pi])
+    config = to_config(compose(["experiment=pinn_conditioning"]))
+    assert config.loss.name == "poisson1d" and config.curvature.terms and config.curvature.density.every > 0
