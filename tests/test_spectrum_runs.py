@@ -145,3 +145,17 @@ def test_pinn_conditioning_preset_sweeps_three_frequencies_with_per_term_sharpne
     assert frequencies == pytest.approx([math.pi, 2 * math.pi, 4 * math.pi])
     config = to_config(compose(["experiment=pinn_conditioning"]))
     assert config.loss.name == "poisson1d" and config.curvature.terms and config.curvature.density.every > 0
+
+
+def test_a_resumed_run_continues_the_survey_as_if_never_stopped(tmp_path):
+    args = [*EVERYTHING[:1], *EVERYTHING[2:]]  # all but steps
+    first = train(fast_config(*args, "steps=6"), out_dir=tmp_path / "first")
+    resumed = train(fast_config(*args, f"resume={first.run_dir}", "steps=9"), out_dir=tmp_path / "resumed",
+                    overrides=["steps=9"])
+    full = train(fast_config(*args, "steps=9"), out_dir=tmp_path / "full")
+    again, whole = read_metrics_csv(resumed.run_dir / "metrics.csv"), full.history.metrics
+    for column in ("sharpness", "lambda_min", "sharpness_pde", "sharpness_bc", "sharpness_ggn", "trace"):
+        np.testing.assert_allclose(again[column], whole[column], rtol=1e-6, equal_nan=True, err_msg=column)
+    resumed_spectrum, full_spectrum = load_spectrum(resumed.run_dir), load_spectrum(full.run_dir)
+    assert list(resumed_spectrum["step"]) == list(full_spectrum["step"]) == [0, 3, 6, 9]
+    np.testing.assert_allclose(resumed_spectrum["density"], full_spectrum["density"], rtol=1e-6, atol=1e-12)

@@ -74,7 +74,8 @@ class CurvatureSurvey:
         self.trace_probes, self.trace_every, self.density = trace_probes, trace_every if trace_probes else 0, density
         track = dict(method="lanczos", k=1, tol=tol, max_iter=max_iter, hvp="reuse", seed=seed)
         self._trackers = {name: SharpnessTracker(**track) for name in (*self.terms, *(["ggn"] if ggn else []))}
-        self._generator = torch.Generator().manual_seed(seed + 1)
+        self.seed = seed
+        self._generator = torch.Generator()
         self.density_steps: list[int] = []
         self.density_rows: list[np.ndarray] = []
 
@@ -100,6 +101,8 @@ class CurvatureSurvey:
                 op = GaussNewtonOperator(residuals_fn, params)
                 row["sharpness_ggn"] = self._trackers["ggn"].measure_operator(op, step=step).sharpness
         trace_due, density_due = _on(self.trace_every, step), self.density is not None and _on(self.density.every, step)
+        # probes drawn from (seed, step) alone: a resumed run that re-records a step draws the same
+        self._generator.manual_seed(1_000_003 * self.seed + step)
         if trace_due or density_due:
             with torch.enable_grad():
                 hessian = HessianOperator(loss_fn, params, hvp="reuse")
@@ -139,17 +142,15 @@ class CurvatureSurvey:
         }
 
     def state_dict(self) -> dict:
-        """What a resumed run needs: every tracker's state, the probes' RNG, the densities so far."""
+        """What a resumed run needs: every tracker's state and the densities so far."""
         return {
             "trackers": {name: t.state_dict() for name, t in self._trackers.items()},
-            "generator": self._generator.get_state(),
             "density_steps": list(self.density_steps), "density_rows": [r.copy() for r in self.density_rows],
         }
 
     def load_state_dict(self, state: dict) -> None:
         for name, tracker_state in state["trackers"].items():
             self._trackers[name].load_state_dict(tracker_state)
-        self._generator.set_state(state["generator"])
         self.density_steps = list(state["density_steps"])
         self.density_rows = [np.asarray(r) for r in state["density_rows"]]
 
