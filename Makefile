@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    creates .venv, installs NeuroScope, runs the default experiment (ARGS="..." for overrides)
 #   make test   the same set-up plus test tools, then the test suite (PYTEST_ARGS="..." to narrow)
+#   make check  the quick edit-test loop: the suite without the tests marked slow, stopping at the first failure
 # TORCH_SPEC picks the torch build; it is installed first so nothing pulls a second one.
 # On Linux, PyPI's torch==2.13.0 is the CUDA build; pass any pip arguments for another build.
 PYTHON ?= python3
@@ -9,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,joblib,submitit
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test check bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: setup
+	$(BIN)/python -m pytest -m "not slow" -x -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_sharpness.py --quick

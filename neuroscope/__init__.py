@@ -20,7 +20,7 @@ from .config import ConfigError, OutputError, UserError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from .experiment import RunResult
+    from .run import RunResult
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config", *, return_hydra_config: bool = False) -> "DictConfig":
@@ -48,7 +48,7 @@ def train(cfg: Any, out_dir: Optional[str] = None, *, render: bool = False, prog
     import time
     from pathlib import Path
 
-    from .experiment import run
+    from .run import run
 
     if out_dir is None:
         out_dir = Path("outputs") / "api" / time.strftime("%Y-%m-%d_%H-%M-%S")

@@ -1,13 +1,15 @@
 """Typed configuration: dataclass schemas for the primary config and every config group,
 registered in Hydra's ConfigStore so a typo'd key or a wrong type fails at compose time.
 
-The YAML files in ``conf/`` (installed as the package ``neuroscope.conf``) fill these in;
-``validate`` adds the checks that types alone cannot express (lr > 0, ranges, ...).
+The YAML files in ``conf/`` (installed as the package ``neuroscope.conf``) fill these in.
+Each schema checks what types alone cannot express (lr > 0, ranges, ...) in ``__post_init__``,
+so every typed object, whether ``to_config`` or Python code made it, is a usable one.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import typing
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 class UserError(Exception):
@@ -114,6 +116,11 @@ class LossConfig:
     n_collocation: int = 256
     n_boundary: int = 64
 
+    def __post_init__(self) -> None:
+        for key in ("data_weight", "l2_weight", "pde_weight", "bc_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"loss.{key}={getattr(self, key)} is not allowed: loss weights must be >= 0.")
+
 
 @dataclass
 class ModelConfig:
@@ -126,12 +133,22 @@ class ModelConfig:
     activation: Activation = Activation.tanh
     bias: bool = True
 
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.depth < 0:
+            raise ConfigError(
+                f"model.width={self.width}, model.depth={self.depth} are not allowed: width >= 1 and depth (hidden layers) >= 0."
+            )
+
 
 @dataclass
 class DeviceConfig:
     type: DeviceType = DeviceType.auto
     dtype: DType = DType.float32
     threads: int = 0  # torch CPU threads; 0 = auto (1 for small problems, else torch's default)
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ConfigError(f"device.threads={self.threads} is not allowed: use a count >= 1, or 0 for torch's default.")
 
 
 @dataclass
@@ -143,6 +160,25 @@ class DataConfig:
     sampling: Sampling = Sampling.grid
     n_test: int = 256  # in-box test points per run (a square grid in 2D)
     n_plot: int = 400  # plot-grid points (a square grid in 2D)
+
+    def __post_init__(self) -> None:
+        if self.n_train < 1:
+            raise ConfigError(f"data.n_train={self.n_train} is not allowed: at least one training point is needed (n_train >= 1).")
+        for key in ("n_test", "n_plot"):
+            if getattr(self, key) < 2:
+                raise ConfigError(f"data.{key}={getattr(self, key)} is not allowed: use at least 2 points.")
+        if self.noise < 0:
+            raise ConfigError(f"data.noise={self.noise} is not allowed: the noise standard deviation must be >= 0.")
+        for key in ("train_range", "test_range"):
+            r = list(getattr(self, key))
+            if len(r) != 2 or not r[0] < r[1]:
+                raise ConfigError(f"data.{key}={r} is not allowed: give [lo, hi] with lo < hi; it applies to every input dimension.")
+        (tlo, thi), (glo, ghi) = self.train_range, self.test_range
+        if not (glo <= tlo and thi <= ghi):
+            raise ConfigError(
+                f"data.test_range={list(self.test_range)} does not contain data.train_range={list(self.train_range)}: "
+                "the test box must contain the training box (its part outside it measures generalization)."
+            )
 
 
 @dataclass
@@ -156,6 +192,18 @@ class DensityConfig:
     points: int = 361  # grid points on that axis
     linthresh: float = 1e-3  # |eigenvalues| below this are on the axis' linear part
     lambda_max: float = 1e6  # the grid spans [-lambda_max, lambda_max]
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.probes < 1 or self.steps < 2 or self.points < 2:
+            raise ConfigError(
+                f"curvature.density: every={self.every}, probes={self.probes}, steps={self.steps}, points={self.points} "
+                "are not allowed: every >= 1 steps or 0 for off, probes >= 1, Lanczos steps >= 2, grid points >= 2."
+            )
+        if not (self.sigma > 0 and self.linthresh > 0 and self.lambda_max > self.linthresh):
+            raise ConfigError(
+                f"curvature.density: sigma={self.sigma}, linthresh={self.linthresh}, lambda_max={self.lambda_max} are not "
+                "allowed: sigma > 0 (decades on the symmetric-log axis), linthresh > 0 and lambda_max > linthresh."
+            )
 
 
 @dataclass
@@ -173,6 +221,35 @@ class CurvatureConfig:
     trace_every: int = 0  # its schedule; 0 = with the sharpness (curvature.every)
     density: DensityConfig = field(default_factory=DensityConfig)
 
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ConfigError(f"curvature.every={self.every} is not allowed: measure every N >= 1 steps, or 0 for off.")
+        if self.k < 1:
+            raise ConfigError(f"curvature.k={self.k} is not allowed: track at least the top eigenpair (k >= 1).")
+        if not self.tol > 0:
+            raise ConfigError(f"curvature.tol={self.tol} is not allowed: the residual tolerance must be > 0 (default 1e-4).")
+        if self.max_iter < 1:
+            raise ConfigError(f"curvature.max_iter={self.max_iter} is not allowed: at least one iteration (default 30).")
+        self._check_spectrum()
+
+    def _check_spectrum(self) -> None:
+        """The whole-spectrum settings: each needs what it is measured with."""
+        for key in ("lambda_min", "terms", "ggn"):
+            if getattr(self, key) and self.every < 1:
+                raise ConfigError(f"curvature.{key}=true is measured with the sharpness, which is off (curvature.every=0): "
+                                  "set curvature.every to N >= 1 steps, or leave it false.")
+        if self.lambda_min and CurvatureMethod(self.method) is CurvatureMethod.power:
+            raise ConfigError("curvature.lambda_min=true needs curvature.method=lanczos or exact: power iteration finds "
+                              "only the eigenvalue of largest magnitude.")
+        if self.trace_probes < 0 or self.trace_probes == 1 or self.trace_every < 0:
+            raise ConfigError(
+                f"curvature.trace_probes={self.trace_probes}, curvature.trace_every={self.trace_every}: use trace_probes "
+                ">= 2 (a standard error needs two probes) or 0 for off, and trace_every >= 1 steps or 0 for curvature.every."
+            )
+        if self.trace_probes and not (self.trace_every or self.every):
+            raise ConfigError(f"curvature.trace_probes={self.trace_probes} has no schedule: curvature.every=0 and "
+                              "curvature.trace_every=0; set curvature.trace_every to N >= 1 steps.")
+
 
 @dataclass
 class VizConfig:
@@ -183,10 +260,22 @@ class VizConfig:
     size: List[float] = field(default_factory=lambda: [12.0, 9.0])  # inches
     live: bool = False
 
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.fps < 1 or self.dpi < 10:
+            raise ConfigError(f"viz.frames={self.frames}, viz.fps={self.fps}, viz.dpi={self.dpi}: frames and fps must be >= 1 and dpi >= 10.")
+        if len(self.size) != 2 or min(self.size) <= 0:
+            raise ConfigError(f"viz.size={list(self.size)} is not allowed: give [width, height] in inches, both > 0.")
+        if self.size[0] * self.dpi > 8000 or self.size[1] * self.dpi > 8000:
+            raise ConfigError(f"viz.size={list(self.size)} at viz.dpi={self.dpi} is over 8000 pixels a side.")
+
 
 @dataclass
 class CheckpointConfig:
     every: int = 0  # save a resumable checkpoint every N steps; 0 = off
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ConfigError(f"checkpoint.every={self.every} is not allowed: use N >= 1 steps, or 0 for off.")
 
 
 @dataclass
@@ -208,6 +297,28 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     resume: Optional[str] = None  # a run directory to continue
 
+    def __post_init__(self) -> None:
+        """The checks across groups; each group's own fields were checked when it was made."""
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"lr={self.lr} is not allowed: the learning rate must be a finite number > 0 (e.g. lr=0.05).")
+        if self.steps < 1:
+            raise ConfigError(f"steps={self.steps} is not allowed: a run needs at least one gradient step (steps >= 1).")
+        if self.input_dim not in (1, 2):
+            raise ConfigError(
+                f"input_dim={self.input_dim} is not allowed: NeuroScope trains on 1D or 2D inputs (input_dim=1 or 2)."
+            )
+        dims = list(self.function.input_dims)
+        if self.input_dim not in dims:
+            raise ConfigError(
+                f"function={self.function.name} does not support input_dim={self.input_dim}: it supports "
+                f"input_dim in {dims}. Pick another function or set input_dim={dims[0]}."
+            )
+        if self.curvature.ggn and DataTerm(self.loss.data_term) is DataTerm.l1 and self.loss.data_weight > 0:
+            raise ConfigError(
+                "curvature.ggn=true needs every loss term to be a sum of squares, but loss.data_term=l1 is not (its "
+                "Gauss-Newton matrix is zero almost everywhere): use loss.data_term=mse or curvature.ggn=false."
+            )
+
 
 def register_configs() -> None:
     """Register the schemas: the primary one, and one per group, ``<group>_schema``, that the
@@ -226,34 +337,51 @@ def register_configs() -> None:
 register_configs()
 
 
-def resolve_target(path: str, *, key: str) -> Any:
-    """Import the object a ``_target_`` names ("package.module.attr"), or fail with one
-    paragraph naming the key."""
-    import importlib
+def to_config(cfg: DictConfig | Config) -> Config:
+    """The typed, checked config object of a composed config (a Config passes through: it was
+    checked when it was made)."""
+    if isinstance(cfg, Config):
+        return cfg
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} must be given (the config leaves it as ???): set it on the command line, "
+            f"e.g. {missing[0]}=mypackage.mymodule.myfunc for a _target_."
+        )
+    # to_object builds the groups' dataclasses, then Config, so every __post_init__ check runs;
+    # OmegaConf wraps only a TypeError from a constructor, so a ConfigError arrives as it was raised.
+    return OmegaConf.to_object(cfg)
 
-    parts = path.split(".")
-    error: Exception | None = None
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError as e:
-            error = e
-            continue
-        except Exception as e:  # the module exists but fails to import
-            error = e
-            break
-        try:
-            for attr in parts[cut:]:
-                obj = getattr(obj, attr)
-            return obj
-        except AttributeError as e:
-            error = e
-            break
-    reason = f"{type(error).__name__}: {error}" if error else "not a dotted path"
+
+def resolve_target(path: str, *, key: str) -> Any:
+    """The object a ``_target_`` names ("package.module.attr"), or a ConfigError of one
+    paragraph naming the key."""
+    from hydra.utils import get_object
+
+    hydra_log = logging.getLogger("hydra.utils")
+    disabled, hydra_log.disabled = hydra_log.disabled, True  # it logs the failure on its own, in several lines
+    try:
+        return get_object(path)
+    except Exception as e:
+        reason = _import_failure(e)
+    finally:
+        hydra_log.disabled = disabled
     raise ConfigError(
         f"{key}={path!r} cannot be imported ({reason}). Give the dotted path of an importable callable, "
         "e.g. neuroscope.functions.sin or mypackage.mymodule.myfunc, with its module on PYTHONPATH."
     )
+
+
+def _import_failure(error: BaseException) -> str:
+    """The reason an import failed, in one line: the first missing attribute if that is what
+    it came down to, else the innermost cause (get_object wraps both in an ImportError)."""
+    chain: list[BaseException] = []  # from the last exception raised back to the first
+    e: BaseException | None = error
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    root = next((c for c in reversed(chain) if isinstance(c, AttributeError)), chain[-1])
+    return f"{type(root).__name__}: {' '.join(str(root).split())}"
 
 
 def explain_compose_error(error: BaseException, overrides: list[str]) -> str:
@@ -291,94 +419,3 @@ def _field_type(node: Any, name: str) -> Any:
             args = [a for a in typing.get_args(t) if a is not type(None)]
             return args[0] if args else t
     return None
-
-
-def _fail(message: str) -> None:
-    raise ConfigError(message)
-
-
-def _validate_spectrum(cfg: Any) -> None:
-    """The whole-spectrum settings under ``curvature``: each needs what it is measured with."""
-    c, d = cfg.curvature, cfg.curvature.density
-    for key in ("lambda_min", "terms", "ggn"):
-        if getattr(c, key) and c.every < 1:
-            _fail(f"curvature.{key}=true is measured with the sharpness, which is off (curvature.every=0): "
-                  "set curvature.every to N >= 1 steps, or leave it false.")
-    if c.lambda_min and CurvatureMethod(c.method) is CurvatureMethod.power:
-        _fail("curvature.lambda_min=true needs curvature.method=lanczos or exact: power iteration finds only the "
-              "eigenvalue of largest magnitude.")
-    if c.ggn and DataTerm(cfg.loss.data_term) is DataTerm.l1 and cfg.loss.data_weight > 0:
-        _fail("curvature.ggn=true needs every loss term to be a sum of squares, but loss.data_term=l1 is not "
-              "(its Gauss-Newton matrix is zero almost everywhere): use loss.data_term=mse or curvature.ggn=false.")
-    if c.trace_probes < 0 or c.trace_probes == 1 or c.trace_every < 0:
-        _fail(f"curvature.trace_probes={c.trace_probes}, curvature.trace_every={c.trace_every}: use trace_probes >= 2 "
-              "(a standard error needs two probes) or 0 for off, and trace_every >= 1 steps or 0 for curvature.every.")
-    if c.trace_probes and not (c.trace_every or c.every):
-        _fail(f"curvature.trace_probes={c.trace_probes} has no schedule: curvature.every=0 and curvature.trace_every=0; "
-              "set curvature.trace_every to N >= 1 steps.")
-    if d.every < 0 or d.probes < 1 or d.steps < 2 or d.points < 2:
-        _fail(f"curvature.density: every={d.every}, probes={d.probes}, steps={d.steps}, points={d.points} are not "
-              "allowed: every >= 1 steps or 0 for off, probes >= 1, Lanczos steps >= 2, grid points >= 2.")
-    if not (d.sigma > 0 and d.linthresh > 0 and d.lambda_max > d.linthresh):
-        _fail(f"curvature.density: sigma={d.sigma}, linthresh={d.linthresh}, lambda_max={d.lambda_max} are not "
-              "allowed: sigma > 0 (decades on the symmetric-log axis), linthresh > 0 and lambda_max > linthresh.")
-
-
-def validate(cfg: Any) -> None:
-    """Checks beyond types; each failure is one paragraph naming the value and what is allowed."""
-    if not cfg.lr > 0 or not math.isfinite(cfg.lr):
-        _fail(f"lr={cfg.lr} is not allowed: the learning rate must be a finite number > 0 (e.g. lr=0.05).")
-    if cfg.steps < 1:
-        _fail(f"steps={cfg.steps} is not allowed: a run needs at least one gradient step (steps >= 1).")
-    if cfg.input_dim not in (1, 2):
-        _fail(f"input_dim={cfg.input_dim} is not allowed: NeuroScope trains on 1D or 2D inputs (input_dim=1 or 2).")
-    dims = list(cfg.function.input_dims)
-    if cfg.input_dim not in dims:
-        _fail(
-            f"function={cfg.function.name} does not support input_dim={cfg.input_dim}: it supports "
-            f"input_dim in {dims}. Pick another function or set input_dim={dims[0]}."
-        )
-    d = cfg.data
-    if d.n_train < 1:
-        _fail(f"data.n_train={d.n_train} is not allowed: at least one training point is needed (n_train >= 1).")
-    for key in ("n_test", "n_plot"):
-        if getattr(d, key) < 2:
-            _fail(f"data.{key}={getattr(d, key)} is not allowed: use at least 2 points.")
-    if d.noise < 0:
-        _fail(f"data.noise={d.noise} is not allowed: the noise standard deviation must be >= 0.")
-    for key in ("train_range", "test_range"):
-        r = list(getattr(d, key))
-        if len(r) != 2 or not r[0] < r[1]:
-            _fail(f"data.{key}={r} is not allowed: give [lo, hi] with lo < hi; it applies to every input dimension.")
-    (tlo, thi), (glo, ghi) = d.train_range, d.test_range
-    if not (glo <= tlo and thi <= ghi):
-        _fail(
-            f"data.test_range={list(d.test_range)} does not contain data.train_range={list(d.train_range)}: "
-            "the test box must contain the training box (its part outside it measures generalization)."
-        )
-    m = cfg.model
-    if m.width < 1 or m.depth < 0:
-        _fail(f"model.width={m.width}, model.depth={m.depth} are not allowed: width >= 1 and depth (hidden layers) >= 0.")
-    c = cfg.curvature
-    if c.every < 0:
-        _fail(f"curvature.every={c.every} is not allowed: measure every N >= 1 steps, or 0 for off.")
-    if c.k < 1:
-        _fail(f"curvature.k={c.k} is not allowed: track at least the top eigenpair (k >= 1).")
-    if not c.tol > 0:
-        _fail(f"curvature.tol={c.tol} is not allowed: the residual tolerance must be > 0 (default 1e-4).")
-    if c.max_iter < 1:
-        _fail(f"curvature.max_iter={c.max_iter} is not allowed: at least one iteration (default 30).")
-    _validate_spectrum(cfg)
-    v = cfg.viz
-    if v.frames < 1 or v.fps < 1 or v.dpi < 10:
-        _fail(f"viz.frames={v.frames}, viz.fps={v.fps}, viz.dpi={v.dpi}: frames and fps must be >= 1 and dpi >= 10.")
-    if len(v.size) != 2 or min(v.size) <= 0:
-        _fail(f"viz.size={list(v.size)} is not allowed: give [width, height] in inches, both > 0.")
-    lc = cfg.loss
-    for key in ("data_weight", "l2_weight", "pde_weight", "bc_weight"):
-        if getattr(lc, key) < 0:
-            _fail(f"loss.{key}={getattr(lc, key)} is not allowed: loss weights must be >= 0.")
-    if cfg.checkpoint.every < 0:
-        _fail(f"checkpoint.every={cfg.checkpoint.every} is not allowed: use N >= 1 steps, or 0 for off.")
-    if cfg.device.threads < 0:
-        _fail(f"device.threads={cfg.device.threads} is not allowed: use a count >= 1, or 0 for torch's default.")

@@ -70,7 +70,6 @@ class Objective:
         values = {name: w * fn(net, params) for name, (w, fn) in self.terms.items()}
         return sum(values.values()), values
 
-
     def residuals(self, net: Net, params: Sequence[Tensor]) -> dict[str, tuple[Tensor, float]]:
         """Every term as ``(r, c)`` with its weighted value = c * sum(r^2): the l2 term a sum
         (c = weight), the others means (c = weight / len(r)). Raises ValueError if a term is no

@@ -1,8 +1,9 @@
 """PDE residual operators for physics-informed losses: the derivative helpers, the built-in
-problems (Poisson 1D/2D, heat, Burgers, Helmholtz), their exact solutions, and ``CustomPDE``
-for an equation a user writes.
+problems (Poisson 1D/2D, heat, Burgers, Helmholtz) and ``CustomPDE`` for an equation a user
+writes. Their exact solutions live with the other targets (functions.py), their boundary
+conditions in boundary.py.
 
-A problem knows its equation, its exact solution and where its boundary is; losses.py turns
+A problem knows its equation, its exact solution and its boundary condition; losses.py turns
 ``residual`` and ``boundary_residual`` into the ``loss_pde`` and ``loss_bc`` terms. Points
 live in the box [lo, hi]^d (``data.train_range`` in every dimension); for a time-dependent
 problem the last input is time t, and its boundary is the initial face t = lo plus the
@@ -10,17 +11,14 @@ spatial faces (no condition at t = hi).
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 from torch import Tensor
 
+from .boundary import BoundaryCondition, Dirichlet, Field, NoCondition, boundary_condition
 from .config import ConfigError, resolve_target
-
-Field = Callable[[Tensor], Tensor]  # u: (n, d) -> (n,), e.g. the network
-
-BOUNDARY_KINDS = ("dirichlet", "neumann", "periodic", "none")
+from .functions import LAPLACE_EIGENFUNCTIONS, burgers_front, heat_decay
 
 
 # --------------------------------------------------------------------------------------
@@ -58,49 +56,6 @@ def laplacian(u: Tensor, x: Tensor, dims: Optional[list[int]] = None) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------
-# Exact solutions; each follows the target-function contract f(x (n, d), **params) -> (n,),
-# so a `function` option can name it and test_error compares the net with it.
-# --------------------------------------------------------------------------------------
-
-
-def sin_sum(x: Tensor, frequency: float = 1.0) -> Tensor:
-    """Σ_j sin(frequency x_j): sin(kx) in 1D, sin(kx) + sin(ky) in 2D. Δu = -k² u."""
-    return torch.sin(frequency * x).sum(dim=1)
-
-
-def sin_product(x: Tensor, frequency: float = 1.0) -> Tensor:
-    """Π_j sin(frequency x_j): sin(kx) in 1D, sin(kx) sin(ky) in 2D. Δu = -d k² u; zero on
-    the boundary of [-π/k, π/k]^d."""
-    s = torch.sin(frequency * x)
-    out = s[:, 0]
-    for j in range(1, x.shape[1]):  # not torch.prod: its backward divides by the factors
-        out = out * s[:, j]
-    return out
-
-
-# Exact solutions that are eigenfunctions of the Laplacian: name -> (u*, λ(d, k)) with Δu* = λ u*.
-LAPLACE_EIGENFUNCTIONS: dict[str, tuple[Callable[..., Tensor], Callable[[int, float], float]]] = {
-    "sin_sum": (sin_sum, lambda d, k: -(k**2)),
-    "sin_product": (sin_product, lambda d, k: -d * k**2),
-}
-
-
-def heat_decay(x: Tensor, alpha: float = 0.1, frequency: float = 1.0) -> Tensor:
-    """A decaying sine mode of the heat equation, inputs (x, t):
-    exp(-alpha (frequency π)² t) sin(frequency π x)."""
-    k = frequency * math.pi
-    return torch.exp(-alpha * k**2 * x[:, 1]) * torch.sin(k * x[:, 0])
-
-
-def burgers_front(x: Tensor, nu: float = 0.05, amplitude: float = 0.5, speed: float = 0.5, shift: float = 0.25) -> Tensor:
-    """The travelling viscous front of Burgers' equation, inputs (x, t):
-    speed - amplitude tanh(amplitude (x - shift - speed t) / (2 nu)); it goes from
-    speed + amplitude (left) to speed - amplitude (right), width ~ 2 nu / amplitude."""
-    xi = x[:, 0] - shift - speed * x[:, 1]
-    return speed - amplitude * torch.tanh(amplitude * xi / (2 * nu))
-
-
-# --------------------------------------------------------------------------------------
 # Problems
 # --------------------------------------------------------------------------------------
 
@@ -110,14 +65,15 @@ class PDEProblem:
     conditions. Subclasses set ``input_dim`` (and ``time_dim`` if the last input is time)
     and write ``equation(x, u)`` with the derivative helpers, and ``solution(x)``.
 
-    ``boundary`` says what holds on the spatial faces: ``dirichlet`` u = u*, ``neumann``
-    ∂u/∂n = ∂u*/∂n, ``periodic`` u equal on opposite faces, ``none`` nothing. The initial
-    face t = lo of a time-dependent problem always has u = u* (the initial condition).
+    ``boundary`` says what holds on the spatial faces (boundary.py, chosen by name):
+    ``dirichlet`` u = u*, ``neumann`` ∂u/∂n = ∂u*/∂n, ``periodic`` u equal on opposite faces,
+    ``none`` nothing. The initial face t = lo of a time-dependent problem always has u = u*
+    (the initial condition).
     """
 
     input_dim: int = 1
     time_dim: Optional[int] = None
-    boundary: str = "dirichlet"
+    boundary: BoundaryCondition = Dirichlet()
 
     def equation(self, x: Tensor, u: Tensor) -> Tensor:
         """The residual N[u] at x (n, d) requiring grad, with u = u(x) (n,): (n,)."""
@@ -137,48 +93,8 @@ class PDEProblem:
 
     def boundary_residual(self, u: Field, xb: Tensor) -> Tensor:
         """Residual of the boundary and initial conditions at xb from ``boundary_points``: (m,).
-        Faces are recognised by a coordinate equal to the smallest or largest coordinate in
-        xb (lo or hi), so pass the whole set ``boundary_points`` returned."""
-        xb = xb.detach()
-        if self.boundary == "dirichlet":
-            return u(xb) - self._exact(xb)
-        face, on_hi = self._faces(xb)  # the spatial dim of each point's face, -1 if none
-        spatial = face >= 0
-        if self.boundary == "periodic":
-            lo, hi = xb.min(), xb.max()
-            mirror = xb.clone()
-            rows = torch.arange(len(xb), device=xb.device)
-            mirror[rows, face.clamp(min=0)] = torch.where(on_hi, lo, hi)
-            both = u(torch.cat([xb, mirror]))
-            u_b, on_face = both[: len(xb)], both[: len(xb)] - both[len(xb) :]
-        elif self.boundary == "neumann":  # n·∇u - n·∇u* with n = ±e_face
-            xb = xb.requires_grad_(True)
-            u_b = u(xb)
-            cols = face.clamp(min=0).unsqueeze(1)
-            du = gradient(u_b, xb).gather(1, cols).squeeze(1)
-            xe = xb.detach().requires_grad_(True)
-            du_exact = gradient(self.solution(xe), xe).gather(1, cols).squeeze(1).detach()
-            on_face = torch.where(on_hi, 1.0, -1.0).to(xb.dtype) * (du - du_exact)
-        else:  # none: only the initial condition
-            u_b = u(xb)
-            on_face = torch.zeros_like(u_b)
-        # the initial face (and any point on no spatial face) keeps u = u*
-        return torch.where(spatial, on_face, u_b - self._exact(xb.detach()))
-
-    def _exact(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            return self.solution(x)
-
-    def _faces(self, xb: Tensor) -> tuple[Tensor, Tensor]:
-        lo, hi = xb.min(), xb.max()
-        on_lo, on_hi = xb == lo, xb == hi
-        if self.time_dim is not None:
-            on_lo[:, self.time_dim] = False
-            on_hi[:, self.time_dim] = False
-        on = on_lo | on_hi
-        face = torch.where(on.any(dim=1), on.to(torch.int64).argmax(dim=1), -1)
-        hi_side = on_hi.gather(1, face.clamp(min=0).unsqueeze(1)).squeeze(1)
-        return face, hi_side
+        Pass the whole set ``boundary_points`` returned: faces are told by its extreme coordinates."""
+        return self.boundary.residual(u, xb, self.solution, self.time_dim)
 
     # -- points ---------------------------------------------------------------------
 
@@ -229,12 +145,6 @@ class PDEProblem:
         return f"{type(self).__name__}({fields})"
 
 
-def _check_boundary(boundary: str) -> str:
-    if boundary not in BOUNDARY_KINDS:
-        raise ConfigError(f"loss.pde.params.boundary={boundary!r} is not allowed: use one of {', '.join(BOUNDARY_KINDS)}.")
-    return boundary
-
-
 def _eigenfunction(solution: str) -> tuple[Callable[..., Tensor], Callable[[int, float], float]]:
     if solution not in LAPLACE_EIGENFUNCTIONS:
         raise ConfigError(
@@ -255,7 +165,7 @@ class Poisson(PDEProblem):
         self.solution_name = solution
         self._u, eigenvalue = _eigenfunction(solution)
         self.eigenvalue = eigenvalue(input_dim, frequency)
-        self.boundary = _check_boundary(boundary)
+        self.boundary = boundary_condition(boundary)
 
     def solution(self, x: Tensor) -> Tensor:
         return self._u(x, self.frequency)
@@ -306,7 +216,7 @@ class Heat(PDEProblem):
     def __init__(self, alpha: float = 0.1, frequency: float = 1.0, boundary: str = "dirichlet"):
         self.alpha = alpha
         self.frequency = frequency
-        self.boundary = _check_boundary(boundary)
+        self.boundary = boundary_condition(boundary)
 
     def solution(self, x: Tensor) -> Tensor:
         return heat_decay(x, self.alpha, self.frequency)
@@ -329,7 +239,7 @@ class Burgers(PDEProblem):
         self.amplitude = amplitude
         self.speed = speed
         self.shift = shift
-        self.boundary = _check_boundary(boundary)
+        self.boundary = boundary_condition(boundary)
 
     def solution(self, x: Tensor) -> Tensor:
         return burgers_front(x, self.nu, self.amplitude, self.speed, self.shift)
@@ -369,13 +279,13 @@ class CustomPDE(PDEProblem):
         self.residual_fn = _resolve(residual, "residual")
         self.solution_fn = _resolve(solution, "solution")
         self.input_dim = int(input_dim)
-        self.boundary = _check_boundary(boundary)
+        self.boundary = boundary_condition(boundary)
         self.time_dim = time_dim
         if time_dim is not None and not 0 <= time_dim < self.input_dim:
             raise ConfigError(f"loss.pde.params.time_dim={time_dim} is not an input of a {self.input_dim}-D problem (0 <= time_dim < input_dim).")
         self.coefficients = dict(coefficients or {})
         self.solution_params = dict(solution_params or {})
-        if self.solution_fn is None and (self.boundary != "none" or time_dim is not None):
+        if self.solution_fn is None and (not isinstance(self.boundary, NoCondition) or time_dim is not None):
             raise ConfigError(
                 f"CustomPDE with boundary={boundary!r} needs loss.pde.params.solution (the boundary and initial "
                 "values come from it): give the dotted path of the exact solution, or use boundary=none without time_dim."

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from tqdm.auto import tqdm
 
 from . import rundir as hist
-from .config import Config
 from .data import Problem, to_numpy
-from .losses import Objective
+from .losses import Objective, mse
+from .rundir import DIVERGED, FINISHED, INTERRUPTED
+
+if TYPE_CHECKING:
+    from .curvature import CurvatureSurvey, SharpnessTracker
 
 log = logging.getLogger(__name__)
-
-from .rundir import DIVERGED, FINISHED, INTERRUPTED  # noqa: E402  (re-exported for the run)
 
 
 @dataclass
@@ -44,43 +45,6 @@ class TrainState:
     train_seconds: float = 0.0
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, state: TrainState) -> None:
-    """Write a resumable checkpoint atomically: weights plus the whole TrainState."""
-    payload = {
-        "format": 1,
-        "model": model.state_dict(),
-        "state": {
-            "step": state.step,
-            "metrics": state.metrics,
-            "frame_steps": list(state.frame_steps),
-            "frame_pred": torch.as_tensor(np.asarray(state.frame_pred, dtype=np.float64)),
-            "tracker": state.tracker,
-            "survey": state.survey,
-            "nonfinite": state.nonfinite,
-            "train_seconds": state.train_seconds,
-        },
-    }
-    tmp = f"{path}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], TrainState]:
-    payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file format
-    s = payload["state"]
-    state = TrainState(
-        step=int(s["step"]),
-        metrics={k: list(v) for k, v in s["metrics"].items()},
-        frame_steps=[int(v) for v in s["frame_steps"]],
-        frame_pred=[row.numpy() for row in s["frame_pred"]],
-        tracker=s["tracker"],
-        survey=s.get("survey", {}),
-        nonfinite=dict(s["nonfinite"]),
-        train_seconds=float(s["train_seconds"]),
-    )
-    return payload["model"], state
-
-
 def metric_columns(term_names: Sequence[str], k: int) -> list[str]:
     return (
         ["step", "loss"]
@@ -91,41 +55,36 @@ def metric_columns(term_names: Sequence[str], k: int) -> list[str]:
     )
 
 
-def build_survey(cfg: Config, term_names: Sequence[str]):
-    """The CurvatureSurvey the curvature settings ask for, or None (the default: none asked)."""
-    from .curvature import CurvatureSurvey, DensityGrid
-
-    c, d = cfg.curvature, cfg.curvature.density
-    if not (c.terms or c.ggn or c.trace_probes or d.every):
-        return None
-    density = DensityGrid(every=d.every, probes=d.probes, steps=d.steps, sigma=d.sigma, points=d.points,
-                          linthresh=d.linthresh, lambda_max=d.lambda_max) if d.every else None
-    return CurvatureSurvey(
-        every=c.every, terms=list(term_names) if c.terms else [], ggn=c.ggn, trace_probes=c.trace_probes,
-        trace_every=c.trace_every or c.every, density=density, tol=c.tol, max_iter=c.max_iter, seed=cfg.seed,
-    )
-
-
-def curvature_columns(cfg: Config, term_names: Sequence[str]) -> list[str]:
-    """The metric columns the optional curvature settings add after ``metric_columns`` (none by default)."""
-    from .curvature import BOTTOM_COLUMNS
-
-    survey = build_survey(cfg, term_names)
-    return (list(BOTTOM_COLUMNS) if cfg.curvature.lambda_min else []) + (survey.columns() if survey else [])
-
-
-def frame_schedule(steps: int, frames: int) -> set[int]:
+def frame_schedule(steps: int, frames: int) -> frozenset[int]:
     """``frames`` steps evenly spaced over [0, steps], both ends included."""
-    return set(int(s) for s in np.unique(np.round(np.linspace(0, steps, max(frames, 2)))))
+    return frozenset(int(s) for s in np.unique(np.round(np.linspace(0, steps, max(frames, 2)))))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What the loop needs of a run's config."""
+
+    lr: float
+    steps: int
+    frame_steps: frozenset[int] = frozenset()  # steps whose fit on the plot grid is kept
+    curvature_every: int = 0  # measure the sharpness every N steps; 0 = never
+    checkpoint_every: int = 0  # hand the state to ``on_checkpoint`` every N steps; 0 = never
+    diverge_above: float = 1e10
 
 
 @dataclass
 class Trainer:
-    cfg: Config
+    """Descends ``objective`` with ``model``'s parameters; ``tracker`` (a SharpnessTracker,
+    given when ``settings.curvature_every > 0``) measures the top eigenpairs, and ``survey``
+    (a CurvatureSurvey, when asked for) per-term sharpness, trace and density on its own schedule."""
+
     model: nn.Module
     problem: Problem
     objective: Objective
     writer: hist.MetricsWriter
+    settings: TrainSettings
+    tracker: Optional["SharpnessTracker"] = None
+    survey: Optional["CurvatureSurvey"] = None
     should_stop: Callable[[], bool] = lambda: False
     on_frame: Optional[Callable[[hist.History], None]] = None
     on_checkpoint: Optional[Callable[[TrainState], None]] = None
@@ -135,16 +94,6 @@ class Trainer:
         self.columns = self.writer.columns
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
-        c = self.cfg.curvature
-        self.tracker = None
-        if c.every > 0:
-            from .curvature import SharpnessTracker
-
-            self.tracker = SharpnessTracker(
-                method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=self.cfg.seed,
-                bottom=c.lambda_min,
-            )
-        self.survey = build_survey(self.cfg, self.objective.term_names)
 
     # The objective as a pure function of the parameter tensors (what curvature differentiates).
     def net(self, params: Sequence[Tensor]) -> Callable[[Tensor], Tensor]:
@@ -163,73 +112,46 @@ class Trainer:
     def spectrum(self) -> Optional[dict[str, np.ndarray]]:
         """The spectral densities measured so far, with lr, for spectrum.npz (None when off)."""
         arrays = self.survey.spectrum() if self.survey is not None else None
-        return None if arrays is None else {**arrays, "lr": np.float64(self.cfg.lr)}
+        return None if arrays is None else {**arrays, "lr": np.float64(self.settings.lr)}
 
     def run(self, state: TrainState, geometry: hist.Geometry) -> tuple[str, TrainState]:
-        cfg, p = self.cfg, self.problem
-        lr, total, every = float(cfg.lr), int(cfg.steps), int(cfg.curvature.every)
-        checkpoint_every = int(cfg.checkpoint.every)
-        frames = frame_schedule(total, cfg.viz.frames)
+        """Record rows ``state.step`` to ``settings.steps`` (updating after each but the last),
+        unless the loss diverges or ``should_stop`` says so first."""
+        s = self.settings
         if state.tracker and self.tracker is not None:
             self.tracker.load_state_dict(state.tracker)
         if state.survey and self.survey is not None:
             self.survey.load_state_dict(state.survey)
         status = FINISHED
         started = time.perf_counter()
-        bar = _progress_bar(total, state.step, enabled=self.progress)
+        bar = tqdm(total=s.steps + 1, initial=state.step, desc="training", unit="step", dynamic_ncols=True,
+                   mininterval=0.25, disable=not self.progress)
         try:
-            for step in range(state.step, total + 1):
-                measure = every > 0 and step % every == 0
+            for step in range(state.step, s.steps + 1):
                 loss, terms = self.objective(self.model, self.params)  # the same function as loss_fn, minus functional_call's overhead
                 value = loss.item()
-                row: dict[str, float] = {"step": step}
-                if not math.isfinite(value) or value > cfg.diverge_above:
-                    row.update(loss=value, **{f"loss_{k}": v.item() for k, v in terms.items()})
-                    self._record(state, row)
-                    if not state.frame_steps or state.frame_steps[-1] != step:
-                        self._keep_frame(state, step)  # the fit at the divergence, however wild
+                if not math.isfinite(value) or value > s.diverge_above:
+                    self._diverged(state, step, loss, terms)
                     status = DIVERGED
-                    log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded", row["loss"], step, lr)
                     break
-                # materialize: a parameter the objective ignores (e.g. the last bias under a pure
-                # u''=f residual) gets a zero gradient, not None
-                grads = torch.autograd.grad(loss, self.params, create_graph=measure, materialize_grads=True)
-                flat_grad = torch.cat([g.detach().reshape(-1) for g in grads])
-                with torch.no_grad():
-                    values = [loss.detach(), *(v.detach() for v in terms.values()), _mse(self.model, p.test_x, p.test_y), _mse(self.model, p.gen_x, p.gen_y), _norm(flat_grad)]
-                numbers = torch.stack([v.to(torch.float64) for v in values]).tolist()
-                row["loss"] = numbers[0]
-                row.update({f"loss_{k}": v for k, v in zip(terms, numbers[1:])})
-                row["test_error"], row["gen_error"], row["grad_norm"] = numbers[-3:]
-                if len(p.gen_x) == 0:  # the test box is the training box: nothing to generalize to
-                    del row["gen_error"]
-                if measure:
-                    row.update(self._measure(grads, flat_grad, lr, step=step, last=step == total))
-                if self.survey is not None and self.survey.due(step):
-                    row.update(self.survey.measure(step, loss_fn=self.loss_fn, terms_fn=self.terms_fn,
-                                                   params=self.params, residuals_fn=self.residuals_fn))
-                del grads, loss, terms
-                if step in frames:
+                row, flat_grad = self._row(step, loss, terms)
+                del loss, terms
+                if step in s.frame_steps:
                     self._keep_frame(state, step)
                 self._record(state, row)
-                if step in frames and self.on_frame is not None:
+                if step in s.frame_steps and self.on_frame is not None:
                     self.on_frame(self.history(state, geometry))
-                if step < total:
-                    with torch.no_grad():
-                        offset = 0
-                        for q in self.params:
-                            n = q.numel()
-                            q.sub_(lr * flat_grad[offset : offset + n].view_as(q))
-                            offset += n
-                if checkpoint_every and self.on_checkpoint is not None and step < total and (step + 1) % checkpoint_every == 0:
+                if step < s.steps:
+                    self._update(flat_grad)
+                if s.checkpoint_every and self.on_checkpoint is not None and step < s.steps and (step + 1) % s.checkpoint_every == 0:
                     self._keep_curvature_state(state)
                     self.on_checkpoint(state)  # theta_{step+1}, next row step+1
                 bar.update(1)
                 if step % 10 == 0:
                     bar.set_postfix(loss=f"{row['loss']:.3g}", sharpness=f"{_last(state, 'sharpness'):.3g}", refresh=False)
-                if step < total and self.should_stop():
+                if step < s.steps and self.should_stop():
                     status = INTERRUPTED
-                    log.warning("interrupted after step %d of %d: saving what was recorded", step, total)
+                    log.warning("interrupted after step %d of %d: saving what was recorded", step, s.steps)
                     break
         finally:
             bar.close()
@@ -242,14 +164,58 @@ class Trainer:
         state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
         state.survey = self.survey.state_dict() if self.survey is not None else {}
 
-    def _measure(self, grads, flat_grad: Tensor, lr: float, step: int, last: bool) -> dict[str, float]:
+    def _row(self, step: int, loss: Tensor, terms: dict[str, Tensor]) -> tuple[dict[str, float], Tensor]:
+        """The metrics row of theta_step, and the flat gradient of the loss there."""
+        p = self.problem
+        measure = self.tracker is not None and step % self.settings.curvature_every == 0
+        # materialize: a parameter the objective ignores (e.g. the last bias under a pure
+        # u''=f residual) gets a zero gradient, not None
+        grads = torch.autograd.grad(loss, self.params, create_graph=measure, materialize_grads=True)
+        flat_grad = torch.cat([g.detach().reshape(-1) for g in grads])
+        with torch.no_grad():
+            # the mean of an empty tensor is NaN: no gen_x, no generalization error
+            errors = [mse(self.model(p.test_x), p.test_y), mse(self.model(p.gen_x), p.gen_y)]
+            values = [loss.detach(), *(v.detach() for v in terms.values()), *errors, _norm(flat_grad)]
+        numbers = torch.stack([v.to(torch.float64) for v in values]).tolist()
+        row: dict[str, float] = {"step": step, "loss": numbers[0]}
+        row.update({f"loss_{k}": v for k, v in zip(terms, numbers[1:])})
+        row["test_error"], row["gen_error"], row["grad_norm"] = numbers[-3:]
+        if len(p.gen_x) == 0:  # the test box is the training box: nothing to generalize to
+            del row["gen_error"]
+        if measure:
+            row.update(self._measure(grads, flat_grad, step=step, last=step == self.settings.steps))
+        if self.survey is not None and self.survey.due(step):
+            row.update(self.survey.measure(step, loss_fn=self.loss_fn, terms_fn=self.terms_fn, params=self.params,
+                                           residuals_fn=self.residuals_fn))
+        return row, flat_grad
+
+    def _update(self, flat_grad: Tensor) -> None:
+        """theta <- theta - lr * grad, in place."""
+        lr = self.settings.lr
+        with torch.no_grad():
+            offset = 0
+            for q in self.params:
+                n = q.numel()
+                q.sub_(lr * flat_grad[offset : offset + n].view_as(q))
+                offset += n
+
+    def _diverged(self, state: TrainState, step: int, loss: Tensor, terms: dict[str, Tensor]) -> None:
+        """Record the diverging row, and the fit there however wild."""
+        row = {"step": step, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()}}
+        self._record(state, row)
+        if not state.frame_steps or state.frame_steps[-1] != step:
+            self._keep_frame(state, step)
+        log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded",
+                    row["loss"], step, self.settings.lr)
+
+    def _measure(self, grads: Sequence[Tensor], flat_grad: Tensor, step: int, last: bool) -> dict[str, float]:
         result = self.tracker.measure(self.loss_fn, self.params, grads, step=step)
         eig = result.eigenvalues.to(torch.float64).tolist()
         row: dict[str, float] = {"sharpness": eig[0]}
         row.update({f"lambda_{i}": v for i, v in enumerate(eig[1:], start=2)})
         v_max = result.eigenvectors[:, 0].to(torch.float64)
         if not last:  # Delta theta = -lr * grad; the final row has no update to project
-            row["projection"] = lr * abs(float((flat_grad.to(torch.float64) * v_max).sum()))
+            row["projection"] = self.settings.lr * abs(float((flat_grad.to(torch.float64) * v_max).sum()))
         row["hvps"] = result.hvps
         row["eig_residual"] = float(result.residuals.max())
         row["eig_converged"] = bool(result.converged)
@@ -286,13 +252,6 @@ class Trainer:
         )
 
 
-def _mse(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    if len(x) == 0:
-        return torch.tensor(math.nan, dtype=torch.float64, device=x.device)
-    diff = model(x) - y
-    return (diff * diff).mean()
-
-
 def _norm(v: Tensor) -> Tensor:
     return torch.sqrt((v.to(torch.float64) ** 2).sum())
 
@@ -302,17 +261,3 @@ def _last(state: TrainState, column: str) -> float:
         if not math.isnan(v):
             return v
     return math.nan
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, **kwargs: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, initial: int, *, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total + 1, initial=initial, desc="training", unit="step", dynamic_ncols=True, mininterval=0.25)

@@ -6,7 +6,8 @@ from omegaconf import OmegaConf
 
 from neuroscope import ConfigError, compose
 from neuroscope.config import Activation, Config, CurvatureMethod, VideoFormat
-from neuroscope.experiment import build_target, resolve_device, to_config
+from neuroscope.config import to_config
+from neuroscope.run import build_target, resolve_device
 
 from .conftest import run_cli
 

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from neuroscope import ConfigError, compose, pde
-from neuroscope.config import resolve_target
-from neuroscope.experiment import to_config
+from neuroscope.config import resolve_target, to_config
 from neuroscope.losses import build_pde
 
 DT = torch.float64

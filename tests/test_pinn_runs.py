@@ -12,8 +12,7 @@ from torch.func import functional_call
 
 from neuroscope import compose, train
 from neuroscope import data as data_mod
-from neuroscope.config import ConfigError, resolve_target
-from neuroscope.experiment import to_config
+from neuroscope.config import ConfigError, resolve_target, to_config
 from neuroscope.losses import build_pde
 
 from .test_pde import CUSTOM_LOSS_YAML
@@ -33,6 +32,7 @@ def relative_l2(cfg, model) -> float:
     return ((pred - exact).norm() / exact.norm()).item()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["poisson1d", "poisson2d"])
 def test_pure_physics_poisson_reaches_one_percent_relative_l2_within_2000_steps(loss, tmp_path):
     # The preset as a user runs it (sharpness tracking off only to save time: it does not

@@ -12,7 +12,8 @@ import torch
 from torch.func import functional_call, hessian
 
 from neuroscope import train
-from neuroscope.experiment import build_model, seed_everything, to_config
+from neuroscope.config import to_config
+from neuroscope.run import build_model, seed_everything
 from neuroscope.rundir import read_metrics_csv
 
 from .conftest import fast_config, run_cli, single_run_dir
@@ -81,12 +82,14 @@ def test_cli_runs_1d_and_leaves_every_file(tmp_path):
     assert summary["final"]["gen_error"] > summary["final"]["test_error"]  # sin outside [-pi, pi] is not learned
 
 
+@pytest.mark.slow
 def test_cli_runs_2d_surface(tmp_path):
     proc = run_cli(["function=sin_cos2d", "input_dim=2", "steps=40", "curvature.every=5", "viz.frames=6", "progress=false"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _check_run_dir(single_run_dir(tmp_path), 2)
 
 
+@pytest.mark.slow
 def test_cli_multirun_leaves_one_complete_run_per_job(tmp_path):
     proc = run_cli(["-m", "lr=0.01,0.02", "steps=20", "curvature.every=5", "viz.format=none", "progress=false"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -98,6 +101,7 @@ def test_cli_multirun_leaves_one_complete_run_per_job(tmp_path):
         assert (job / "metrics.csv").exists() and (job / "model.pt").exists() and (job / "dashboard.png").exists()
 
 
+@pytest.mark.slow
 def test_forced_divergence_exits_zero_with_status_diverged(tmp_path):
     proc = run_cli(["lr=50", "steps=200", "curvature.every=1", "viz.frames=5", "viz.format=none", "progress=false"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

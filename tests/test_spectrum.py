@@ -12,13 +12,14 @@ import torch
 from torch.func import functional_call
 
 from neuroscope import compose
+from neuroscope.config import to_config
 from neuroscope.curvature import (
     CurvatureSurvey, DensityGrid, GaussNewtonOperator, HessianOperator, MatrixOperator, SharpnessTracker,
     bottom_columns, exact_hessian, hutchinson_trace, lanczos, spectral_density,
 )
 from neuroscope.data import make as make_problem
-from neuroscope.experiment import build_model, build_target, seed_everything, to_config
 from neuroscope.losses import Objective, build_pde
+from neuroscope.run import build_model, build_target, seed_everything
 
 
 # torch's own forward-mode AD loads its jvp decompositions through torch.jit.script, once;

@@ -13,10 +13,11 @@ import torch
 from torch.func import functional_call
 
 from neuroscope import ConfigError, compose, train
+from neuroscope.config import to_config
 from neuroscope.curvature import exact_hessian
 from neuroscope.data import make as make_problem
-from neuroscope.experiment import build_target, to_config
 from neuroscope.losses import Objective, build_pde
+from neuroscope.run import build_target
 from neuroscope.rundir import SPECTRUM_NPZ, SPECTRUM_PNG, load_spectrum, read_metrics_csv, read_summary, summary_values
 from neuroscope.sweep.jobs import METRIC_COLUMNS, Job, Sweep, metrics_values
 from neuroscope.sweep.table import table_columns

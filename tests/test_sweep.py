@@ -128,6 +128,7 @@ def lr_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return _sweep_dir(root) if proc.returncode == 0 else root, proc
 
 
+@pytest.mark.slow
 def test_sweep_with_a_diverging_lr_exits_zero_and_writes_the_summary(lr_sweep):
     sweep_dir, proc = lr_sweep
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -136,6 +137,7 @@ def test_sweep_with_a_diverging_lr_exits_zero_and_writes_the_summary(lr_sweep):
     assert all(_threads(sweep_dir / j) == 1 for j in ("0_lr=0.05", "1_lr=0.1"))
 
 
+@pytest.mark.slow
 def test_summary_command_reports_deleted_and_unfinished_jobs(lr_sweep, tmp_path):
     sweep_dir, proc = lr_sweep
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -170,6 +172,7 @@ def test_summary_command_rejects_a_folder_that_is_no_sweep(tmp_path):
     assert "not a sweep folder" in out.stderr and str(tmp_path / "a") in out.stderr
 
 
+@pytest.mark.slow
 def test_two_key_grid_gives_a_row_per_job_and_a_figure(tmp_path):
     proc = run_cli(["-m", "lr=0.05,0.1", "model.width=4,8", "steps=20", *TINY[1:], "device.threads=1"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -189,6 +192,7 @@ def test_two_key_grid_gives_a_row_per_job_and_a_figure(tmp_path):
         assert _error_points(list(row.values())[3]) == {"test": [0.05, 0.1], "generalization": [0.05, 0.1]}
 
 
+@pytest.mark.slow
 def test_failed_job_does_not_lose_the_summary(tmp_path):
     """A job that raises fails the multirun (exit 1), but the summary is still written on the way out."""
     (tmp_path / "flaky_targets.py").write_text(textwrap.dedent("""
@@ -208,6 +212,7 @@ def test_failed_job_does_not_lose_the_summary(tmp_path):
     assert "no summary.json" in rows[1]["note"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
                     reason="hydra-joblib-launcher is not installed (pip install '.[joblib]')")
 def test_joblib_launcher_sweep_with_threads_per_job(tmp_path):
@@ -220,6 +225,7 @@ def test_joblib_launcher_sweep_with_threads_per_job(tmp_path):
     assert [_threads(sweep_dir / j) for j in ("0_lr=0.05", "1_lr=0.1")] == [1, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
                     reason="hydra-submitit-launcher is not installed (pip install '.[submitit]')")
 def test_submitit_local_launcher_sweep_with_threads_per_job(tmp_path):

@@ -61,7 +61,6 @@ def resolve_viz(viz: Any = None, run_dir: str | os.PathLike | None = None, overr
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         raise ConfigError(f"viz.{key}: {first_line(e)}" if key else first_line(e)) from None
-    _check_viz(result)
     return result
 
 
@@ -108,15 +107,6 @@ def _viz_dotlist(overrides: Sequence[str]) -> list[str]:
             raise ConfigError(f"'{item}': only viz.* settings can change when re-rendering a finished run.")
         dotlist.append(f"{key}={value}")
     return dotlist
-
-
-def _check_viz(v: VizConfig) -> None:
-    if v.frames < 1 or v.fps < 1 or v.dpi < 10:
-        raise ConfigError(f"viz.frames={v.frames}, viz.fps={v.fps}, viz.dpi={v.dpi}: frames and fps must be >= 1 and dpi >= 10.")
-    if len(v.size) != 2 or min(v.size) <= 0:
-        raise ConfigError(f"viz.size={list(v.size)} is not allowed: give [width, height] in inches, both > 0.")
-    if v.size[0] * v.dpi > 8000 or v.size[1] * v.dpi > 8000:
-        raise ConfigError(f"viz.size={list(v.size)} at viz.dpi={v.dpi} is over 8000 pixels a side.")
 
 
 # ----------------------------------------------------------------------------- render

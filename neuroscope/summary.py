@@ -1,0 +1,87 @@
+"""What ``summary.json`` says of a run: its status, settings, summary values, curvature
+bookkeeping and the environment it ran in; and the log lines that report it.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import rundir as hist
+from .config import Config
+from .rundir import DIVERGED
+from .trainer import TrainState
+
+log = logging.getLogger("neuroscope")
+
+
+def make_summary(
+    config: Config, history: hist.History, status: str, state: TrainState, *, device: torch.device, n_params: int
+) -> dict[str, Any]:
+    """The contents of summary.json (the run adds wall_seconds and resumed_from)."""
+    m = history.metrics
+    steps_done = int(m["step"][-1]) if len(m["step"]) else 0
+    values = hist.summary_values(m, config.lr)
+    measured = np.isfinite(m["sharpness"])
+    return {
+        "status": status,
+        "name": config.name,
+        "function": config.function.name,
+        "loss": config.loss.name,
+        "lr": config.lr,
+        "two_over_lr": 2.0 / config.lr,
+        "steps": config.steps,
+        "steps_done": steps_done,
+        "diverged_at_step": steps_done if status == DIVERGED else None,
+        "input_dim": config.input_dim,
+        "seed": config.seed,
+        "n_params": n_params,
+        "loss_terms": [c for c in m if c.startswith("loss_")],
+        **values,
+        "curvature": {
+            "measurements": int(measured.sum()),
+            "hvps_total": int(np.nansum(m["hvps"])) if "hvps" in m else 0,
+            "not_converged": int(np.sum(m["eig_converged"] == 0)) if "eig_converged" in m else 0,
+        },
+        "nonfinite": dict(state.nonfinite),
+        "train_seconds": state.train_seconds,
+        "environment": environment(device, config),
+    }
+
+
+def environment(device: torch.device, config: Config) -> dict[str, Any]:
+    """Versions, platform, device and command line: what a rerun needs to match."""
+    import hydra
+    import matplotlib
+    import omegaconf
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "matplotlib": matplotlib.__version__,
+        "platform": platform.platform(),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "dtype": config.device.dtype.value,
+        "threads": torch.get_num_threads(),
+        "argv": sys.argv,
+    }
+
+
+def log_outcome(summary: dict[str, Any]) -> None:
+    """The run's final values, and warnings for what it could not measure well."""
+    final = summary["final"]
+    log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, sharpness %.4g (2/lr = %g)",
+             summary["status"], summary["steps_done"], final["loss"], final["test_error"],
+             final["gen_error"], final["sharpness"], summary["two_over_lr"])
+    if summary["nonfinite"]:
+        log.warning("non-finite values were recorded: %s (see metrics.csv)", summary["nonfinite"])
+    if summary["curvature"]["not_converged"]:
+        log.warning("%d curvature measurements did not converge to curvature.tol (eig_converged = 0 in metrics.csv)",
+                    summary["curvature"]["not_converged"])
