@@ -73,6 +73,7 @@ def save_checkpoint(
             "frame_steps": list(state.frame_steps),
             "frame_pred": torch.as_tensor(np.asarray(state.frame_pred, dtype=np.float64)),
             "tracker": state.tracker,
+            "survey": state.survey,
             "nonfinite": state.nonfinite,
             "train_seconds": state.train_seconds,
         },
@@ -114,6 +115,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             frame_steps=[int(v) for v in s["frame_steps"]],
             frame_pred=[row.numpy() for row in s["frame_pred"]],
             tracker=tracker,
+            survey=dict(s.get("survey", {})),
             nonfinite={str(k): int(v) for k, v in s["nonfinite"].items()},
             train_seconds=float(s["train_seconds"]),
         )

@@ -207,6 +207,31 @@ class DataConfig:
 
 
 @dataclass
+class DensityConfig:
+    """The spectral density by stochastic Lanczos quadrature, into spectrum.npz / spectrum.png."""
+
+    every: int = 0  # every N steps; 0 = off
+    probes: int = 4  # random probes per density
+    steps: int = 40  # Lanczos steps per probe
+    sigma: float = 0.1  # Gaussian broadening on the symmetric-log axis, in decades
+    points: int = 361  # grid points on that axis
+    linthresh: float = 1e-3  # |eigenvalues| below this are on the axis' linear part
+    lambda_max: float = 1e6  # the grid spans [-lambda_max, lambda_max]
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.probes < 1 or self.steps < 2 or self.points < 2:
+            raise ConfigError(
+                f"curvature.density: every={self.every}, probes={self.probes}, steps={self.steps}, points={self.points} "
+                "are not allowed: every >= 1 steps or 0 for off, probes >= 1, Lanczos steps >= 2, grid points >= 2."
+            )
+        if not (self.sigma > 0 and self.linthresh > 0 and self.lambda_max > self.linthresh):
+            raise ConfigError(
+                f"curvature.density: sigma={self.sigma}, linthresh={self.linthresh}, lambda_max={self.lambda_max} are not "
+                "allowed: sigma > 0 (decades on the symmetric-log axis), linthresh > 0 and lambda_max > linthresh."
+            )
+
+
+@dataclass
 class CurvatureConfig:
     every: int = 10  # measure every N steps; 0 = off
     method: CurvatureMethod = CurvatureMethod.lanczos  # lanczos: warm-started; power: cold power iteration; exact: dense Hessian (small nets)
@@ -214,6 +239,12 @@ class CurvatureConfig:
     tol: float = 1e-4  # stop when ||Hv - lambda v|| <= tol * |lambda|
     max_iter: int = 30  # most Lanczos/power iterations per measurement, >= 1
     hvp: HvpVariant = HvpVariant.auto  # Hessian-vector products: reuse the gradient graph, recompute it, func (torch.func), or auto (times reuse and func, keeps the faster)
+    lambda_min: bool = False  # also the smallest eigenvalue, from the same Lanczos run
+    terms: bool = False  # the top eigenvalue of each loss term's Hessian: sharpness_<term>
+    ggn: bool = False  # the top eigenvalue of the Gauss-Newton matrix: sharpness_ggn
+    trace_probes: int = 0  # Hutchinson's trace with this many probes (trace, trace_se); 0 = off
+    trace_every: int = 0  # its schedule; 0 = with the sharpness (curvature.every)
+    density: DensityConfig = field(default_factory=DensityConfig)  # the spectral density over training (stochastic Lanczos quadrature)
 
     def __post_init__(self) -> None:
         if self.every < 0:
@@ -229,6 +260,25 @@ class CurvatureConfig:
                 f"curvature.k={self.k} is larger than curvature.max_iter={self.max_iter}: {self.method.value} finds at most "
                 f"max_iter eigenpairs. Set curvature.max_iter >= {self.k} or a smaller k."
             )
+        self._check_spectrum()
+
+    def _check_spectrum(self) -> None:
+        """The whole-spectrum settings: each needs what it is measured with."""
+        for key in ("lambda_min", "terms", "ggn"):
+            if getattr(self, key) and self.every < 1:
+                raise ConfigError(f"curvature.{key}=true is measured with the sharpness, which is off (curvature.every=0): "
+                                  "set curvature.every to N >= 1 steps, or leave it false.")
+        if self.lambda_min and CurvatureMethod(self.method) is CurvatureMethod.power:
+            raise ConfigError("curvature.lambda_min=true needs curvature.method=lanczos or exact: power iteration finds "
+                              "only the eigenvalue of largest magnitude.")
+        if self.trace_probes < 0 or self.trace_probes == 1 or self.trace_every < 0:
+            raise ConfigError(
+                f"curvature.trace_probes={self.trace_probes}, curvature.trace_every={self.trace_every}: use trace_probes "
+                ">= 2 (a standard error needs two probes) or 0 for off, and trace_every >= 1 steps or 0 for curvature.every."
+            )
+        if self.trace_probes and not (self.trace_every or self.every):
+            raise ConfigError(f"curvature.trace_probes={self.trace_probes} has no schedule: curvature.every=0 and "
+                              "curvature.trace_every=0; set curvature.trace_every to N >= 1 steps.")
 
 
 @dataclass
@@ -308,6 +358,11 @@ class Config:
         from .params import check_shared
 
         check_shared(self.function, self.loss)  # one source for what a PDE and its exact solution share
+        if self.curvature.ggn and DataTerm(self.loss.data_term) is DataTerm.l1 and self.loss.data_weight > 0:
+            raise ConfigError(
+                "curvature.ggn=true needs every loss term to be a sum of squares, but loss.data_term=l1 is not (its "
+                "Gauss-Newton matrix is zero almost everywhere): use loss.data_term=mse or curvature.ggn=false."
+            )
 
 
 def register_configs() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+import torch
 from torch import Tensor
 
 from .config import ConfigError, DataTerm, LossConfig, resolve_target
@@ -46,6 +47,16 @@ class Objective:
             candidates["pde"] = (cfg.pde_weight, lambda net, params: _mean_square(pde.residual(net, problem.collocation_x)))
             candidates["bc"] = (cfg.bc_weight, lambda net, params: _mean_square(pde.boundary_residual(net, problem.boundary_x)))
         self.terms = {name: (float(w), fn) for name, (w, fn) in candidates.items() if w > 0}
+        # each least-squares term as its residual vector, for the Gauss-Newton matrix
+        residuals: dict[str, Callable[[Net, Sequence[Tensor]], Tensor]] = {
+            "l2": lambda net, params: torch.cat([q.reshape(-1) for q in params]),
+        }
+        if cfg.data_term == DataTerm.mse:
+            residuals["data"] = lambda net, params: net(problem.train_x) - problem.train_y
+        if pde is not None:
+            residuals["pde"] = lambda net, params: pde.residual(net, problem.collocation_x)
+            residuals["bc"] = lambda net, params: pde.boundary_residual(net, problem.boundary_x)
+        self._residuals = residuals
         if not self.terms:
             raise ConfigError(
                 "Every loss weight is 0 (loss.data_weight, loss.l2_weight and, with a PDE, loss.pde_weight and "
@@ -59,6 +70,18 @@ class Objective:
     def __call__(self, net: Net, params: Sequence[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         values = {name: w * fn(net, params) for name, (w, fn) in self.terms.items()}
         return sum(values.values()), values
+
+    def residuals(self, net: Net, params: Sequence[Tensor]) -> dict[str, tuple[Tensor, float]]:
+        """Every term as ``(r, c)`` with its weighted value = c * sum(r^2): the l2 term a sum
+        (c = weight), the others means (c = weight / len(r)). Raises ValueError if a term is no
+        sum of squares (the l1 data term), whose Gauss-Newton matrix is not defined."""
+        out = {}
+        for name, (weight, _) in self.terms.items():
+            if name not in self._residuals:
+                raise ValueError(f"the {name} term is not a sum of squares: it has no Gauss-Newton matrix")
+            r = self._residuals[name](net, params)
+            out[name] = (r, weight if name == "l2" else weight / r.numel())
+        return out
 
 
 def _mean_square(r: Tensor) -> Tensor:

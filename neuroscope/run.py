@@ -33,7 +33,7 @@ from .summary import log_outcome, make_summary
 from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
 
 if TYPE_CHECKING:
-    from .curvature import SharpnessTracker
+    from .curvature import CurvatureSurvey, SharpnessTracker
 
 log = logging.getLogger("neuroscope")
 
@@ -359,7 +359,8 @@ def _train(
     """Run the trainer, streaming metrics.csv, until done or ``received`` says a signal came;
     returns the status, the final state and the history."""
     where = geometry(setup, config.input_dim)
-    columns = metric_columns(setup.objective.term_names, config.curvature.k)
+    survey = _survey(config, setup.objective.term_names)
+    columns = metric_columns(setup.objective.term_names, config.curvature.k) + _curvature_columns(config, survey)
     settings = TrainSettings(
         lr=float(config.lr), steps=int(config.steps), frame_steps=frame_schedule(config.steps, config.viz.frames),
         curvature_every=int(config.curvature.every), checkpoint_every=int(config.checkpoint.every),
@@ -369,13 +370,14 @@ def _train(
     writer = hist.MetricsWriter(run_dir / hist.METRICS_CSV, columns, append=state.step > 0)
     trainer = Trainer(
         model=setup.model, problem=setup.problem, objective=setup.objective, writer=writer, settings=settings,
-        tracker=_tracker(config), should_stop=lambda: received() is not None, on_frame=_live_view(config),
+        tracker=_tracker(config), survey=survey, should_stop=lambda: received() is not None, on_frame=_live_view(config),
         on_checkpoint=lambda st: _checkpoint(run_dir, setup.model, st, config, writer), progress=progress,
     )
     try:
         status, state = trainer.run(state, where)
     finally:
         writer.close()
+    hist.save_spectrum(trainer.spectrum(), run_dir)
     return status, state, trainer.history(state, where)
 
 
@@ -392,7 +394,30 @@ def _tracker(config: Config) -> Optional["SharpnessTracker"]:
         return None
     from .curvature import SharpnessTracker
 
-    return SharpnessTracker(method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=config.seed)
+    return SharpnessTracker(method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=config.seed,
+                            bottom=c.lambda_min)
+
+
+def _survey(config: Config, term_names: Sequence[str]) -> Optional["CurvatureSurvey"]:
+    """The CurvatureSurvey ``config.curvature`` asks for, or None (the default: none asked)."""
+    c, d = config.curvature, config.curvature.density
+    if not (c.terms or c.ggn or c.trace_probes or d.every):
+        return None
+    from .curvature import CurvatureSurvey, DensityGrid
+
+    density = DensityGrid(every=d.every, probes=d.probes, steps=d.steps, sigma=d.sigma, points=d.points,
+                          linthresh=d.linthresh, lambda_max=d.lambda_max) if d.every else None
+    return CurvatureSurvey(
+        every=c.every, terms=list(term_names) if c.terms else [], ggn=c.ggn, trace_probes=c.trace_probes,
+        trace_every=c.trace_every or c.every, density=density, tol=c.tol, max_iter=c.max_iter, seed=config.seed,
+    )
+
+
+def _curvature_columns(config: Config, survey: Optional["CurvatureSurvey"]) -> list[str]:
+    """The metric columns the optional curvature settings add after ``metric_columns`` (none by default)."""
+    from .curvature import BOTTOM_COLUMNS
+
+    return (list(BOTTOM_COLUMNS) if config.curvature.lambda_min else []) + (survey.columns() if survey else [])
 
 
 def _log_start(run_dir: Path, config: Config, setup: RunSetup) -> None:

@@ -1,7 +1,7 @@
 """A run folder: the name of every file in it, the statuses a run can end in, what a run
 recorded (``History``) and how it is written and read: ``metrics.csv`` (streamed while
-training), ``history.npz`` (metrics, dashboard frames and the problem's geometry) and
-``summary.json``; and the summary numbers ("final", "best", "late") defined once, for runs
+training), ``history.npz`` (metrics, dashboard frames and the problem's geometry),
+``summary.json`` and ``spectrum.npz`` (spectral densities, when measured); and the summary numbers ("final", "best", "late") defined once, for runs
 and sweeps alike.
 
 Readers (viz, sweep summaries) use ``load``; nothing here needs the trainer or torch.
@@ -14,6 +14,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ LOCK_FILE = ".neuroscope.lock"  # held (flock) by the one process writing into t
 PARTIAL = ".partial"  # the mark of a file being written: dashboard.partial.png, renamed when complete
 # The files one run writes; another run into the same folder removes them first (stale_run_files).
 RUN_FILES = (METRICS_CSV, HISTORY_NPZ, SUMMARY_JSON, MODEL_PT, CHECKPOINT_PT, DASHBOARD_PNG, ANIMATION_MP4, ANIMATION_GIF)
+SPECTRUM_NPZ = "spectrum.npz"  # SLQ spectral densities along the run (curvature.density)
+SPECTRUM_PNG = "spectrum.png"
 
 # How a run ends (summary.json "status"); a sweep adds FAILED (a folder without a summary)
 # and MISSING (a launched job without a folder).
@@ -87,7 +90,7 @@ class History:
     @property
     def eigenvalue_columns(self) -> list[str]:
         return ["sharpness"] + sorted(
-            (c for c in self.metrics if c.startswith("lambda_")), key=lambda c: int(c.split("_")[1])
+            (c for c in self.metrics if re.fullmatch(r"lambda_\d+", c)), key=lambda c: int(c.split("_")[1])
         )
 
 
@@ -244,6 +247,26 @@ def damaged(path: Path, error: BaseException) -> UserError:
     )
 
 
+def save_spectrum(arrays: Optional[Mapping[str, np.ndarray]], run_dir: str | os.PathLike) -> Optional[Path]:
+    """Write ``spectrum.npz`` atomically from ``CurvatureSurvey.spectrum()`` arrays (plus ``lr``);
+    nothing when ``arrays`` is None (no density was asked for)."""
+    if arrays is None:
+        return None
+    path = Path(run_dir) / SPECTRUM_NPZ
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+def load_spectrum(run_dir: str | os.PathLike) -> Optional[dict[str, np.ndarray]]:
+    """The arrays of a run's ``spectrum.npz``, or None when it has none."""
+    path = Path(run_dir) / SPECTRUM_NPZ
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def write_summary(run_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
     return write_atomic(Path(run_dir) / SUMMARY_JSON, json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
 
@@ -377,15 +400,32 @@ def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, An
     from: of a diverged run, the values before it blew up), ``best`` (smallest), the largest sharpness and
     ``late_sharpness_over_edge``: the mean sharpness over the last ``LATE_FRACTION`` of the
     steps done, divided by 2/lr."""
-    step = np.asarray(metrics.get("step", ()), dtype=np.float64)
-    sharp = np.asarray(metrics.get("sharpness", np.full(len(step), np.nan)), dtype=np.float64)
+    sharp = np.asarray(metrics.get("sharpness", ()), dtype=np.float64)
     finite = np.isfinite(sharp)
-    late = sharp[finite & (step >= (1 - LATE_FRACTION) * step[-1])] if len(step) else sharp[:0]
+    late = late_mean(metrics, "sharpness")
     final = {c: last_finite(metrics, c) for c in FINAL_COLUMNS}
-    return {
+    values = {
         "final": {c: value for c, (value, _) in final.items()},
         "final_step": {c: at for c, (_, at) in final.items()},
         "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen")},
         "max_sharpness": float(sharp[finite].max()) if finite.any() else math.nan,
-        "late_sharpness_over_edge": float(late.mean() * lr / 2) if len(late) and lr > 0 else math.nan,
+        "late_sharpness_over_edge": late * lr / 2 if lr > 0 else math.nan,
     }
+    spectrum = {c: late_mean(metrics, c) for c in metrics if is_spectrum_column(c)}
+    if spectrum:  # only runs that measured them: other summaries stay as they were
+        values["late"] = spectrum
+    return values
+
+
+def is_spectrum_column(column: str) -> bool:
+    """A whole-spectrum column whose late value summaries carry: ``sharpness_<term>``,
+    ``sharpness_ggn``, ``sharpness_over_abs_lambda_min``, ``lambda_min``, ``trace``."""
+    return column.startswith("sharpness_") or column in ("lambda_min", "trace")
+
+
+def late_mean(metrics: Mapping[str, np.ndarray], column: str) -> float:
+    """The mean of a column's finite values over the last ``LATE_FRACTION`` of the steps done."""
+    step = np.asarray(metrics.get("step", ()), dtype=np.float64)
+    v = np.asarray(metrics.get(column, np.full(len(step), np.nan)), dtype=np.float64)
+    late = v[np.isfinite(v) & (step >= (1 - LATE_FRACTION) * step[-1])] if len(step) else v[:0]
+    return float(late.mean()) if len(late) else math.nan

@@ -27,7 +27,7 @@ from .losses import Objective, mse
 from .rundir import DIVERGED, FINISHED, INTERRUPTED
 
 if TYPE_CHECKING:
-    from .curvature import SharpnessTracker
+    from .curvature import CurvatureSurvey, SharpnessTracker
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class TrainState:
     frame_steps: list[int] = field(default_factory=list)
     frame_pred: list[np.ndarray] = field(default_factory=list)
     tracker: dict[str, Any] = field(default_factory=dict)
+    survey: dict[str, Any] = field(default_factory=dict)  # CurvatureSurvey.state_dict(), when there is one
     nonfinite: dict[str, int] = field(default_factory=dict)  # column -> count of NaN/inf recorded
     train_seconds: float = 0.0
 
@@ -85,7 +86,8 @@ class TrainSettings:
 @dataclass
 class Trainer:
     """Descends ``objective`` with ``model``'s parameters; ``tracker`` (a SharpnessTracker,
-    given when ``settings.curvature_every > 0``) measures the top eigenpairs."""
+    given when ``settings.curvature_every > 0``) measures the top eigenpairs, and ``survey``
+    (a CurvatureSurvey, when asked for) per-term sharpness, trace and density on its own schedule."""
 
     model: nn.Module
     problem: Problem
@@ -93,6 +95,7 @@ class Trainer:
     writer: hist.MetricsWriter
     settings: TrainSettings
     tracker: Optional["SharpnessTracker"] = None
+    survey: Optional["CurvatureSurvey"] = None
     should_stop: Callable[[], bool] = lambda: False
     on_frame: Optional[Callable[[hist.History], None]] = None
     on_checkpoint: Optional[Callable[[TrainState], None]] = None
@@ -111,12 +114,25 @@ class Trainer:
     def loss_fn(self, params: Sequence[Tensor]) -> Tensor:
         return self.objective(self.net(params), params)[0]
 
+    def terms_fn(self, params: Sequence[Tensor]) -> dict[str, Tensor]:
+        return self.objective(self.net(params), params)[1]
+
+    def residuals_fn(self, params: Sequence[Tensor]) -> dict[str, tuple[Tensor, float]]:
+        return self.objective.residuals(self.net(params), params)
+
+    def spectrum(self) -> Optional[dict[str, np.ndarray]]:
+        """The spectral densities measured so far, with lr, for spectrum.npz (None when off)."""
+        arrays = self.survey.spectrum() if self.survey is not None else None
+        return None if arrays is None else {**arrays, "lr": np.float64(self.settings.lr)}
+
     def run(self, state: TrainState, geometry: hist.Geometry) -> tuple[str, TrainState]:
         """Record rows ``state.step`` to ``settings.steps`` (updating after each but the last),
         unless the loss diverges or ``should_stop`` says so first."""
         s = self.settings
         if state.tracker and self.tracker is not None:
             self.tracker.load_state_dict(state.tracker)
+        if state.survey and self.survey is not None:
+            self.survey.load_state_dict(state.survey)
         status = FINISHED
         started = time.perf_counter()
         bar = tqdm(total=s.steps + 1, initial=state.step, desc="training", unit="step", dynamic_ncols=True,
@@ -139,7 +155,7 @@ class Trainer:
                 if step < s.steps:
                     self._update(flat_grad)
                 if s.checkpoint_every and self.on_checkpoint is not None and step < s.steps and (step + 1) % s.checkpoint_every == 0:
-                    state.tracker = self._tracker_state()
+                    self._keep_curvature_state(state)
                     self.on_checkpoint(state)  # theta_{step+1}, next row step+1
                 bar.update(1)
                 if step % 10 == 0:
@@ -152,11 +168,12 @@ class Trainer:
             bar.close()
             self.writer.flush()
             state.train_seconds += time.perf_counter() - started
-            state.tracker = self._tracker_state()
+            self._keep_curvature_state(state)
         return status, state
 
-    def _tracker_state(self) -> dict[str, Any]:
-        return self.tracker.state_dict() if self.tracker is not None else {}
+    def _keep_curvature_state(self, state: TrainState) -> None:
+        state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
+        state.survey = self.survey.state_dict() if self.survey is not None else {}
 
     def _row(self, step: int, loss: Tensor, terms: dict[str, Tensor]) -> tuple[dict[str, float], Tensor]:
         """The metrics row of theta_step, and the flat gradient of the loss there."""
@@ -178,6 +195,9 @@ class Trainer:
             del row["gen_error"], row["rel_l2_gen"]
         if measure:
             row.update(self._measure(grads, flat_grad, step=step, last=step == self.settings.steps))
+        if self.survey is not None and self.survey.due(step):
+            row.update(self.survey.measure(step, loss_fn=self.loss_fn, terms_fn=self.terms_fn, params=self.params,
+                                           residuals_fn=self.residuals_fn))
         return row, flat_grad
 
     def _update(self, flat_grad: Tensor) -> None:
@@ -214,6 +234,10 @@ class Trainer:
         row["hvps"] = result.hvps
         row["eig_residual"] = float(result.residuals.max())
         row["eig_converged"] = bool(result.converged)
+        if result.bottom is not None:
+            from .curvature import bottom_columns
+
+            row.update(bottom_columns(result))
         return row
 
     def _keep_frame(self, state: TrainState, step: int) -> None:

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from neuroscope import compose
 
 # Small, quick runs: a few steps, no video, no progress bar.
@@ -30,3 +33,12 @@ def single_run_dir(root: Path) -> Path:
     assert len(dirs) == 1, f"expected one run directory, found {dirs}"
     return dirs[0]
 
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny nets: intra-op threads only add overhead (and thrash on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,17 +20,12 @@ from neuroscope.curvature import (
 )
 
 
-# torch's own forward-mode AD loads its jvp decompositions through torch.jit.script, once
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: intra-op threads only add overhead (and thrash on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# torch's own forward-mode AD loads its jvp decompositions through torch.jit.script, once;
+# these nets are tiny, so they run on one thread (conftest.one_thread)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 # --------------------------------------------------------------------------- objectives

@@ -1,6 +1,7 @@
-"""Sharpness, the top eigenvalues of the Hessian of the training objective, measured matrix-free:
-operators on the flat parameter vector (``operators``), eigen-solvers over them (``solvers``) and
-the tracker the trainer calls (``tracker``).
+"""The curvature of the training objective, measured matrix-free: operators on the flat parameter
+vector (the Hessian in ``operators``, the Gauss-Newton matrix in ``ggn``), eigen-solvers over them
+(``solvers``), the trace and spectral density (``spectrum``), and what the trainer calls: the
+sharpness tracker (``tracker``) and the survey of terms, trace and density (``survey``).
 
 Conventions
 -----------
@@ -12,12 +13,19 @@ Conventions
 """
 
 from .base import EigenResult, Operator, flatten, unflatten
-from .operators import HVP_VARIANTS, HessianOperator, HvpCosts, exact_hessian, gradient, measure_hvp_costs
-from .solvers import SOLVERS, Solver, dense_eigenpairs, lanczos, power_iteration
+from .ggn import GaussNewtonOperator
+from .operators import (
+    HVP_VARIANTS, HessianOperator, HvpCosts, MatrixOperator, exact_hessian, gradient, measure_hvp_costs,
+)
+from .solvers import SOLVERS, Krylov, Solver, dense_eigenpairs, krylov, lanczos, power_iteration
+from .spectrum import SpectralDensity, TraceEstimate, hutchinson_trace, spectral_density, symexp, symlog
+from .survey import BOTTOM_COLUMNS, CurvatureSurvey, DensityGrid, bottom_columns
 from .tracker import COLD_MIN_ITER, SharpnessTracker
 
 __all__ = [
-    "COLD_MIN_ITER", "EigenResult", "HVP_VARIANTS", "HessianOperator", "HvpCosts", "Operator", "SOLVERS",
-    "SharpnessTracker", "Solver", "dense_eigenpairs", "exact_hessian", "flatten", "gradient", "lanczos",
-    "measure_hvp_costs", "power_iteration", "unflatten",
+    "BOTTOM_COLUMNS", "COLD_MIN_ITER", "CurvatureSurvey", "DensityGrid", "EigenResult", "GaussNewtonOperator",
+    "HVP_VARIANTS", "HessianOperator", "HvpCosts", "Krylov", "MatrixOperator", "Operator", "SOLVERS",
+    "SharpnessTracker", "Solver", "SpectralDensity", "TraceEstimate", "bottom_columns", "dense_eigenpairs",
+    "exact_hessian", "flatten", "gradient", "hutchinson_trace", "krylov", "lanczos", "measure_hvp_costs",
+    "power_iteration", "spectral_density", "symexp", "symlog", "unflatten",
 ]

@@ -38,6 +38,7 @@ class EigenResult:
     iterations: int
     converged: bool  # every residual <= tol * |lambda_i|
     hvp: str = ""  # Hessian-vector product variant used ("exact" for the dense method)
+    bottom: EigenResult | None = None  # the smallest algebraic pair, when the solver was asked for it
 
     @property
     def sharpness(self) -> float:
@@ -56,6 +57,15 @@ def unflatten(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     return [c.view_as(p) for c, p in zip(chunks, like)]
 
 
+def differentiable(params: Sequence[Tensor]) -> list[Tensor]:
+    """``params`` as tensors that require grad (detached copies where they did not), after
+    checking they share one dtype and one device, as flat vectors over them must."""
+    params = list(params)
+    if len({(p.dtype, p.device) for p in params}) != 1:
+        raise ValueError("all parameters must share one dtype and one device")
+    return [p if p.requires_grad else p.detach().requires_grad_(True) for p in params]
+
+
 def unit(v: Tensor) -> Tensor:
     """``v`` scaled to norm 1 (the zero vector stays zero)."""
     norm = torch.linalg.vector_norm(v)
@@ -67,6 +77,11 @@ def random_vector(n: int, device: torch.device, generator: torch.Generator | Non
     return torch.randn(n, dtype=torch.float64, generator=generator).to(device)
 
 
+def product(op: Operator, v: Tensor) -> Tensor:
+    """One product ``op.matvec(v)`` in the operator's dtype, returned in float64."""
+    return op.matvec(v.to(op.dtype)).to(torch.float64)
+
+
 def orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
     """Remove from ``w`` its components along the orthonormal rows of ``basis``; twice (CGS2)."""
     if basis.shape[0] == 0:
@@ -74,3 +89,8 @@ def orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
     for _ in range(2):
         w = w - basis.T @ (basis @ w)
     return w
+
+
+def rademacher_vector(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """A float64 vector of independent ±1 entries, drawn on the CPU like ``random_vector``."""
+    return (2.0 * torch.randint(0, 2, (n,), generator=generator, dtype=torch.int64) - 1.0).to(torch.float64).to(device)

@@ -1,5 +1,6 @@
 """Curvature operators on the flat parameter vector: the Hessian, its three products and how one is
-chosen, and its dense form for small nets. Another operator (a GGN) is one more class here."""
+chosen, its dense form for small nets, and a dense matrix as an operator (the oracle in tests).
+The Gauss-Newton operator is in ``ggn``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .base import LossFn, flatten, random_vector, unflatten
+from .base import LossFn, differentiable, flatten, random_vector, unflatten
 
 HVP_VARIANTS = ("reuse", "recompute", "func")
 """Hessian-vector products: double backward through one gradient graph kept for the whole
@@ -64,20 +65,17 @@ class HessianOperator:
     ) -> None:
         if hvp not in HVP_VARIANTS:
             raise ValueError(f"hvp must be one of {HVP_VARIANTS}, got {hvp!r}")
-        params = list(params)
-        if len({(p.dtype, p.device) for p in params}) != 1:
-            raise ValueError("all parameters must share one dtype and one device")
         self.loss_fn, self.hvp = loss_fn, hvp
-        self.params = [p if p.requires_grad else p.detach().requires_grad_(True) for p in params]
-        self.size = sum(p.numel() for p in params)
-        self.dtype, self.device = params[0].dtype, params[0].device
+        self.params = differentiable(params)
+        self.size = sum(p.numel() for p in self.params)
+        self.dtype, self.device = self.params[0].dtype, self.params[0].device
         self.hvps = 0
         self._product = {"reuse": self._through_kept_graph, "recompute": self._through_new_graph,
                          "func": self._forward_over_reverse}[hvp]
         if hvp == "reuse":
             self._grads = list(grads) if has_graph(grads) else gradient(loss_fn, self.params, create_graph=True)
         elif hvp == "func":
-            self._primals = tuple(p.detach() for p in params)
+            self._primals = tuple(p.detach() for p in self.params)
             self._grad_fn = torch.func.grad(lambda ps: loss_fn(ps))
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -95,6 +93,22 @@ class HessianOperator:
     def _forward_over_reverse(self, v: Tensor) -> Tensor:
         _, hv = torch.func.jvp(self._grad_fn, (self._primals,), (tuple(unflatten(v, self.params)),))
         return flatten(hv)
+
+    __matmul__ = matvec
+
+
+class MatrixOperator:
+    """A dense symmetric matrix as an operator: the oracle in tests and benchmarks."""
+
+    def __init__(self, matrix: Tensor) -> None:
+        self.matrix = matrix
+        self.size = matrix.shape[0]
+        self.dtype, self.device = matrix.dtype, matrix.device
+        self.hvps = 0
+
+    def matvec(self, v: Tensor) -> Tensor:
+        self.hvps += 1
+        return self.matrix @ v
 
     __matmul__ = matvec
 

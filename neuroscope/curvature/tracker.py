@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .base import EigenResult, LossFn
+from .base import EigenResult, LossFn, Operator
 from .operators import (
     AUTO_CANDIDATES, HVP_VARIANTS, HessianOperator, HvpCosts, exact_hessian, has_graph, measure_hvp_costs,
 )
@@ -39,16 +39,24 @@ class SharpnessTracker:
     passed ``grads`` that carry one, and is kept unless another variant is 1.25x cheaper. On
     CPU that is "reuse" at every size we measured (forward-over-reverse costs 2-6 gradients
     per product, a product through the kept graph 1.1-2.4).
+
+    ``bottom=True`` (solvers "lanczos" and "exact"): each measurement also finds the smallest
+    algebraic eigenpair, ``result.bottom``, from the same Lanczos run, which then runs until that
+    pair converges too (to ``tol`` times the largest |eigenvalue|); the warm start is the sum of
+    the previous top and bottom vectors.
     """
 
     def __init__(
         self, *, method: str = "lanczos", k: int = 1, tol: float = 1e-4, max_iter: int = 30,
-        hvp: str = "auto", seed: int = 0,
+        hvp: str = "auto", seed: int = 0, bottom: bool = False,
     ) -> None:
         if method not in SOLVERS:
             raise ValueError(f"method must be one of {sorted(SOLVERS)}, got {method!r}")
         if hvp not in (*HVP_VARIANTS, "auto"):
             raise ValueError(f"hvp must be one of {HVP_VARIANTS + ('auto',)}, got {hvp!r}")
+        if bottom and not SOLVERS[method].bottom:
+            raise ValueError(f"method {method!r} cannot find the smallest eigenvalue (bottom=True)")
+        self.bottom = bottom
         self.method, self.k, self.tol, self.max_iter, self.hvp = method, k, tol, max_iter, hvp
         self.costs: HvpCosts | None = None
         self.measurements = 0
@@ -83,12 +91,29 @@ class SharpnessTracker:
                 self._expected_hvps = result.hvps
                 result = replace(result, hvps=result.hvps + spent, hvp=variant)
             else:
-                result = solver.solve(exact_hessian(loss_fn, params), k=self.k)
+                result = solver.solve(exact_hessian(loss_fn, params), k=self.k, **self._bottom_option())
+        self._remember(result, step)
+        return result
+
+    def measure_operator(self, op: Operator, *, step: int | None = None) -> EigenResult:
+        """Top-k eigenpairs of any matrix-free operator (a Gauss-Newton matrix, one term's
+        Hessian), warm-started like ``measure``; the tracker's ``hvp`` choice does not apply."""
+        solver = SOLVERS[self.method]
+        if not solver.matrix_free:
+            raise ValueError(f"method {self.method!r} needs the dense Hessian, not an operator")
+        self._step = step
+        with torch.enable_grad():
+            result = self._solve(solver, op)
+        self._remember(result, step)
+        return result
+
+    def _remember(self, result: EigenResult, step: int | None) -> None:
         self._eigenvectors = result.eigenvectors.detach().clone()
+        if result.bottom is not None:
+            self._eigenvectors = torch.cat([self._eigenvectors, result.bottom.eigenvectors.detach()], dim=1)
         if step is not None:
             self._by_parity[step % 2] = self._eigenvectors
         self.measurements += 1
-        return result
 
     def _choose_hvp(self, loss_fn: LossFn, params: list[Tensor], grads) -> tuple[int, str]:
         if self.hvp != "auto":
@@ -101,23 +126,28 @@ class SharpnessTracker:
             spent = self.costs.hvps
         return spent, self.costs.pick(graph_given=has_graph(grads), expected_hvps=self._expected_hvps)
 
-    def _solve(self, solver: Solver, op: HessianOperator) -> EigenResult:
-        options = {"k": self.k, "tol": self.tol, "max_iter": self.max_iter, "generator": self._generator}
+    def _solve(self, solver: Solver, op: Operator) -> EigenResult:
+        options = {"k": self.k, "tol": self.tol, "max_iter": self.max_iter, "generator": self._generator,
+                   **self._bottom_option()}
         if solver.warm:
             v0 = self._warm_start(op)
             options["v0"] = v0
             options["min_iter"] = 1 if v0 is not None else min(COLD_MIN_ITER, self.max_iter, op.size)
         return solver.solve(op, **options)
 
-    def _warm_start(self, op: HessianOperator) -> Tensor | None:
+    def _warm_start(self, op: Operator) -> Tensor | None:
         """The previous top eigenvector (at a step of the same parity, when steps are given);
-        for k > 1 the sum of the previous k, so that the first k Krylov vectors nearly span them."""
+        for k > 1 (or with the bottom pair) the sum of the previous vectors, so that the first
+        Krylov vectors nearly span them."""
         previous = self._eigenvectors
         if self._step is not None and self._step % 2 in self._by_parity:
             previous = self._by_parity[self._step % 2]
-        if previous is None or previous.shape != (op.size, self.k):
+        if previous is None or previous.shape != (op.size, self.k + self.bottom):
             return None
         return previous.to(op.device, torch.float64).sum(dim=1)
+
+    def _bottom_option(self) -> dict[str, bool]:
+        return {"bottom": True} if self.bottom else {}
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue warm: previous eigenvectors, RNG, HVP timings."""

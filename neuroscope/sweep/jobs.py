@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from .. import rundir as hist
 from ..config import UserError
-from ..rundir import DIVERGED, FAILED, INTERRUPTED, MISSING
+from ..rundir import DIVERGED, FAILED, FINAL_COLUMNS, INTERRUPTED, MISSING
 
 log = logging.getLogger("neuroscope")
 
@@ -30,10 +30,7 @@ MULTIRUN_YAML = "multirun.yaml"
 HYDRA_DIR = hist.CONFIG_YAML.parent
 LAUNCHES_DIR = ".jobs"  # one record per launched job, written by the SweepSummary callback
 
-METRIC_COLUMNS = [
-    "final_loss", "final_test_error", "final_gen_error", "final_sharpness",
-    "max_sharpness", "late_sharpness_over_edge",
-]
+METRIC_COLUMNS = [f"final_{c}" for c in FINAL_COLUMNS] + ["max_sharpness", "late_sharpness_over_edge"]
 
 
 @dataclass
@@ -49,7 +46,7 @@ class Job:
     steps: Optional[int] = None  # configured
     steps_done: Optional[int] = None
     wall_seconds: Optional[float] = None
-    values: dict[str, float] = field(default_factory=dict)  # METRIC_COLUMNS
+    values: dict[str, float] = field(default_factory=dict)  # METRIC_COLUMNS, and late_<column> of spectrum columns
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # metrics.csv columns
     note: str = ""
 
@@ -208,6 +205,7 @@ def metrics_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, fl
     values = hist.summary_values(metrics, lr)
     row = {f"final_{k}": v for k, v in values["final"].items()}
     row.update(max_sharpness=values["max_sharpness"], late_sharpness_over_edge=values["late_sharpness_over_edge"])
+    row.update({f"late_{k}": v for k, v in values.get("late", {}).items()})
     return row
 
 
@@ -215,9 +213,10 @@ def _from_summary(job: Job, summary: Mapping[str, Any]) -> None:
     """Status, numbers and note of a job that wrote its summary.json."""
     job.status = str(summary.get("status", FAILED))
     final = summary.get("final", {})
-    job.values = {f"final_{k}": _to_float(final.get(k)) for k in ("loss", "test_error", "gen_error", "sharpness")}
+    job.values = {f"final_{k}": _to_float(final.get(k)) for k in FINAL_COLUMNS}
     job.values["max_sharpness"] = _to_float(summary.get("max_sharpness"))
     job.values["late_sharpness_over_edge"] = _to_float(summary.get("late_sharpness_over_edge"))
+    job.values.update({f"late_{k}": _to_float(v) for k, v in summary.get("late", {}).items()})
     job.steps_done = int(summary["steps_done"]) if "steps_done" in summary else None
     job.wall_seconds = _to_float(summary.get("wall_seconds"))
     if job.status == DIVERGED:

@@ -21,7 +21,8 @@ class SweepResult:
 
 
 def table_columns(sweep: Sweep) -> list[str]:
-    fixed = ["status", "lr"] + METRIC_COLUMNS + ["steps", "steps_done", "wall_seconds", "job", "note"]
+    spectrum = sorted({k for job in sweep.jobs for k in job.values if k not in METRIC_COLUMNS})  # late_<column>
+    fixed = ["status", "lr"] + METRIC_COLUMNS + spectrum + ["steps", "steps_done", "wall_seconds", "job", "note"]
     return list(sweep.swept_keys) + [c for c in fixed if c not in sweep.swept_keys]
 
 

@@ -206,6 +206,7 @@ class SharpnessPanel(CurvePanel):
             else:
                 sub = "".join("₀₁₂₃₄₅₆₇₈₉"[int(d)] for d in c.split("_")[1])
                 self._add(c, f"λ{sub}", LAMBDA_COLORS[(i - 1) % len(LAMBDA_COLORS)], 1.1)
+        self._add_spectrum_curves(history)
         lr = meta.get("lr")
         self.threshold = 2.0 / float(lr) if isinstance(lr, (int, float)) and lr > 0 else None
         self.eos_line = None
@@ -213,6 +214,18 @@ class SharpnessPanel(CurvePanel):
             self.eos_line = self.ax.axhline(self.threshold, color=COLORS["eos"], lw=1.6, ls="--",
                                             label=f"2/lr = {self.threshold:.4g}", zorder=2)
         self.off_scale: Optional[float] = None
+
+    def _add_spectrum_curves(self, history: History) -> None:
+        """Each term's sharpness, the Gauss-Newton sharpness and λ_min, when the run measured them."""
+        extra = iter(EXTRA_TERM_COLORS)
+        for c in history.metrics:
+            part = c[len("sharpness_"):] if c.startswith("sharpness_") else None
+            if part == "ggn":
+                self._add(c, "λ_max of the Gauss-Newton matrix", COLORS["sharpness"], 1.1, ":")
+            elif part is not None and f"loss_{part}" in history.metrics:
+                self._add(c, f"λ_max of the {part} term", TERM_COLORS.get(f"loss_{part}") or next(extra, "#999999"), 1.1, "--")
+        if "lambda_min" in history.metrics:
+            self._add("lambda_min", "λ_min", COLORS["gen_error"], 1.1)
 
     def _y_limits(self) -> scales.Limits:
         limits, self.off_scale = scales.eigenvalue_limits([s.y for s in self.series], self.threshold)

@@ -1,6 +1,6 @@
-"""Drawing a run's pictures from its files alone: ``render(run_dir)`` writes ``dashboard.png``
-and the animation (MP4, else GIF), ``resolve_viz`` turns any form of viz settings into a
-checked VizConfig, and ``main`` is the ``neuroscope-render RUN_DIR [viz.KEY=VALUE ...]`` command.
+"""Drawing a run's pictures from its files alone: ``render(run_dir)`` writes ``dashboard.png``,
+the animation (MP4, else GIF) and, when the run measured densities, ``spectrum.png``;
+``resolve_viz`` turns any form of viz settings into a checked VizConfig, and ``main`` is the ``neuroscope-render RUN_DIR [viz.KEY=VALUE ...]`` command.
 
 Tests force the MP4 failure path by monkeypatching ``write_mp4`` in this module.
 """
@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 from ..config import ConfigError, UserError, VideoFormat, VizConfig
 from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load
 from .dashboard import Dashboard
+from .spectrum import render_spectrum
 from .writers import save_png, write_gif, write_gif_pillow, write_mp4
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class RenderResult:
     video: Optional[Path]  # None when viz.format=none or no writer worked
     frames: int  # frames in the video (0 without one)
     seconds: float
+    spectrum: Optional[Path] = None  # spectrum.png, when the run has a spectrum.npz
 
 
 def first_line(e: BaseException) -> str:
@@ -146,6 +148,7 @@ def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
     dash.update(dash.n_frames - 1)
     png = run_dir / DASHBOARD_PNG
     save_png(dash.rgba(), png, viz.dpi)
+    spectrum = render_spectrum(run_dir, viz.dpi)
 
     video, frames = _write_video(run_dir, dash, viz)
     if video is None and VideoFormat(viz.format) is not VideoFormat.none:
@@ -154,7 +157,8 @@ def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
         if stale != video and stale.exists():  # a new video replaces one of the other format
             stale.unlink(missing_ok=True)
             log.info("removed %s from an earlier render", stale)
-    return RenderResult(png=png, video=video, frames=frames if video else 0, seconds=time.perf_counter() - started)
+    return RenderResult(png=png, video=video, frames=frames if video else 0, seconds=time.perf_counter() - started,
+                        spectrum=spectrum)
 
 
 def _write_video(run_dir: Path, dash: Dashboard, viz: VizConfig) -> tuple[Optional[Path], int]:
@@ -210,5 +214,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UserError, FileNotFoundError) as e:  # a bad viz setting, a missing or damaged file
         parser.exit(2, f"neuroscope-render: error: {e}\n")
     video = f" and {result.video.name} ({result.frames} frames)" if result.video else ""
-    print(f"wrote {result.png}{video} in {result.seconds:.1f} s")
+    spectrum = f" and {result.spectrum.name}" if result.spectrum else ""
+    print(f"wrote {result.png}{video}{spectrum} in {result.seconds:.1f} s")
     return 0
