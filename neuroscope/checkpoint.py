@@ -36,6 +36,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, state: TrainState
             "frame_steps": list(state.frame_steps),
             "frame_pred": torch.as_tensor(np.asarray(state.frame_pred, dtype=np.float64)),
             "tracker": state.tracker,
+            "optimizer": state.optimizer,
+            "reference": state.reference,
             "nonfinite": state.nonfinite,
             "train_seconds": state.train_seconds,
         },
@@ -54,6 +56,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], TrainSt
         frame_steps=[int(v) for v in s["frame_steps"]],
         frame_pred=[row.numpy() for row in s["frame_pred"]],
         tracker=s["tracker"],
+        optimizer=s.get("optimizer", {}),  # absent in checkpoints made before momentum and references
+        reference=s.get("reference", {}),
         nonfinite=dict(s["nonfinite"]),
         train_seconds=float(s["train_seconds"]),
     )

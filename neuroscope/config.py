@@ -229,6 +229,37 @@ class CheckpointConfig:
 
 
 @dataclass
+class OptimizerConfig:
+    """The update rule (neuroscope.optimizers): ``_target_`` an UpdateRule class, built with ``momentum``."""
+
+    _target_: str = "neuroscope.optimizers.GradientDescent"
+    name: str = "gd"
+    momentum: float = 0.0  # β
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"optimizer.momentum={self.momentum} is not allowed: the momentum β must be in [0, 1) (e.g. 0.9).")
+
+
+@dataclass
+class ReferenceConfig:
+    """A reference run beside GD (neuroscope.flow): ``_target_`` null for none; ``flow``
+    integrates gradient flow with an adaptive Runge-Kutta method under rtol/atol."""
+
+    _target_: Optional[str] = None
+    name: str = "none"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    max_substeps: int = 10000  # Runge-Kutta steps per GD step before the flow is given up
+
+    def __post_init__(self) -> None:
+        if not (self.rtol > 0 and self.atol >= 0):
+            raise ConfigError(f"reference.rtol={self.rtol}, reference.atol={self.atol}: rtol must be > 0 and atol >= 0 (e.g. rtol=1e-6).")
+        if self.max_substeps < 1:
+            raise ConfigError(f"reference.max_substeps={self.max_substeps} is not allowed: at least one step per GD step.")
+
+
+@dataclass
 class Config:
     function: FunctionConfig = MISSING
     loss: LossConfig = MISSING
@@ -245,6 +276,8 @@ class Config:
     curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
     viz: VizConfig = field(default_factory=VizConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     resume: Optional[str] = None  # a run directory to continue
 
     def __post_init__(self) -> None:
@@ -275,6 +308,8 @@ def register_configs() -> None:
         ("loss", LossConfig),
         ("model", ModelConfig),
         ("device", DeviceConfig),
+        ("optimizer", OptimizerConfig),
+        ("reference", ReferenceConfig),
     ]:
         cs.store(name=f"{group}_schema", node=node, package=group)
 

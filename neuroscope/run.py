@@ -23,13 +23,15 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target, to_config
 from .losses import Objective, build_pde
+from .optimizers import build_rule
 from .checkpoint import continue_run, resume_config, save_checkpoint
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
-from .summary import log_outcome, make_summary
+from .summary import edge_entries, log_outcome, make_summary
 from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
 
 if TYPE_CHECKING:
     from .curvature import SharpnessTracker
+    from .flow import GradientFlow
 
 log = logging.getLogger("neuroscope")
 
@@ -260,7 +262,8 @@ def _train(
     """Run the trainer, streaming metrics.csv; returns the status, the final state, the
     history and the signal that stopped the run (or None)."""
     where = geometry(setup, config.input_dim)
-    columns = metric_columns(setup.objective.term_names, config.curvature.k)
+    reference = _reference(config)
+    columns = metric_columns(setup.objective.term_names, config.curvature.k) + (reference.columns if reference else [])
     settings = TrainSettings(
         lr=float(config.lr), steps=int(config.steps), frame_steps=frame_schedule(config.steps, config.viz.frames),
         curvature_every=int(config.curvature.every), checkpoint_every=int(config.checkpoint.every),
@@ -273,6 +276,7 @@ def _train(
             model=setup.model, problem=setup.problem, objective=setup.objective, writer=writer, settings=settings,
             tracker=_tracker(config), should_stop=lambda: received() is not None, on_frame=_live_view(config),
             on_checkpoint=lambda st: save_checkpoint(run_dir / CHECKPOINT_PT, setup.model, st), progress=progress,
+            rule=build_rule(config.optimizer), reference=reference,
         )
         try:
             status, state = trainer.run(state, where)
@@ -290,6 +294,15 @@ def _tracker(config: Config) -> Optional["SharpnessTracker"]:
     from .curvature import SharpnessTracker
 
     return SharpnessTracker(method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=config.seed)
+
+
+def _reference(config: Config) -> Optional["GradientFlow"]:
+    """The reference run ``config.reference`` asks for (with its own sharpness tracker), or None."""
+    c = config.reference
+    if c._target_ is None:
+        return None
+    factory = resolve_target(c._target_, key="reference._target_")
+    return factory(rtol=c.rtol, atol=c.atol, max_substeps=c.max_substeps, tracker=_tracker(config))
 
 
 def _log_start(run_dir: Path, config: Config, setup: RunSetup) -> None:
@@ -323,6 +336,7 @@ def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:
     if not ok:
         log.warning("viz.live=true: no display available (%s), live view skipped", why)
         return None
-    return viz.LiveDashboard(config.viz, meta={"lr": config.lr, "steps": config.steps, "name": config.name}).update
+    meta = {"lr": config.lr, "steps": config.steps, "name": config.name, **edge_entries(config)}
+    return viz.LiveDashboard(config.viz, meta=meta).update
 
 

@@ -234,11 +234,11 @@ def best_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
     return float(v.min()) if len(v) else math.nan
 
 
-def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, Any]:
+def summary_values(metrics: Mapping[str, np.ndarray], edge: float) -> dict[str, Any]:
     """The numbers a run's summary and a sweep's table report, from a metrics table:
     ``final`` (last recorded value), ``best`` (smallest), the largest sharpness and
     ``late_sharpness_over_edge``: the mean sharpness over the last ``LATE_FRACTION`` of the
-    steps done, divided by 2/lr."""
+    steps done, divided by ``edge``, the update rule's edge of stability (2/lr for GD)."""
     step = np.asarray(metrics.get("step", ()), dtype=np.float64)
     sharp = np.asarray(metrics.get("sharpness", np.full(len(step), np.nan)), dtype=np.float64)
     finite = np.isfinite(sharp)
@@ -247,5 +247,5 @@ def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, An
         "final": {c: last_value(metrics, c) for c in ("loss", "test_error", "gen_error", "sharpness")},
         "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error")},
         "max_sharpness": float(sharp[finite].max()) if finite.any() else math.nan,
-        "late_sharpness_over_edge": float(late.mean() * lr / 2) if len(late) and lr > 0 else math.nan,
+        "late_sharpness_over_edge": float(late.mean() / edge) if len(late) and edge > 0 else math.nan,
     }

@@ -13,6 +13,7 @@ import torch
 
 from . import rundir as hist
 from .config import Config
+from .optimizers import build_rule
 from .rundir import DIVERGED
 from .trainer import TrainState
 
@@ -25,7 +26,8 @@ def make_summary(
     """The contents of summary.json (the run adds wall_seconds and resumed_from)."""
     m = history.metrics
     steps_done = int(m["step"][-1]) if len(m["step"]) else 0
-    values = hist.summary_values(m, config.lr)
+    edge = edge_entries(config)
+    values = hist.summary_values(m, edge["edge"])
     measured = np.isfinite(m["sharpness"])
     return {
         "status": status,
@@ -34,6 +36,7 @@ def make_summary(
         "loss": config.loss.name,
         "lr": config.lr,
         "two_over_lr": 2.0 / config.lr,
+        **edge,
         "steps": config.steps,
         "steps_done": steps_done,
         "diverged_at_step": steps_done if status == DIVERGED else None,
@@ -51,6 +54,12 @@ def make_summary(
         "train_seconds": state.train_seconds,
         "environment": environment(device, config),
     }
+
+
+def edge_entries(config: Config) -> dict[str, Any]:
+    """The update rule and its edge of stability, as summary.json (and the dashboard) name them."""
+    rule = build_rule(config.optimizer)
+    return {"optimizer": rule.label, "momentum": rule.momentum, "edge": rule.edge(config.lr), "edge_label": rule.edge_label}
 
 
 def environment(device: torch.device, config: Config) -> dict[str, Any]:
@@ -77,9 +86,9 @@ def environment(device: torch.device, config: Config) -> dict[str, Any]:
 def log_outcome(summary: dict[str, Any]) -> None:
     """The run's final values, and warnings for what it could not measure well."""
     final = summary["final"]
-    log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, sharpness %.4g (2/lr = %g)",
+    log.info("%s after %d steps: loss %.4g, test error %.4g, gen error %.4g, sharpness %.4g (%s = %g)",
              summary["status"], summary["steps_done"], final["loss"], final["test_error"],
-             final["gen_error"], final["sharpness"], summary["two_over_lr"])
+             final["gen_error"], final["sharpness"], summary["edge_label"], summary["edge"])
     if summary["nonfinite"]:
         log.warning("non-finite values were recorded: %s (see metrics.csv)", summary["nonfinite"])
     if summary["curvature"]["not_converged"]:
