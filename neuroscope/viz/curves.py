@@ -18,7 +18,7 @@ from .panels import Frame, Look, Panel, RunView, diverged_at
 from .style import COLORS, EXTRA_TERM_COLORS, LAMBDA_COLORS, TERM_COLORS
 
 SPARSE_POINTS = 40  # curves with this few points get a dot at each
-FLOW_DASHES = (0, (5, 2.5))  # the gradient-flow reference: GD's colour, dashed
+FLOW_DASHES = (0, (7, 3))  # the gradient-flow reference: GD's colour, dashed
 NOTE_GREY = "#777777"
 
 
