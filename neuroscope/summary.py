@@ -50,6 +50,7 @@ def make_summary(
             "hvps_total": int(np.nansum(m["hvps"])) if "hvps" in m else 0,
             "not_converged": int(np.sum(m["eig_converged"] == 0)) if "eig_converged" in m else 0,
         },
+        "reference": reference_cost(m),
         "nonfinite": dict(state.nonfinite),
         "train_seconds": state.train_seconds,
         "environment": environment(device, config),
@@ -60,6 +61,14 @@ def edge_entries(config: Config) -> dict[str, Any]:
     """The update rule and its edge of stability, as summary.json (and the dashboard) name them."""
     rule = build_rule(config.optimizer)
     return {"optimizer": rule.label, "momentum": rule.momentum, "edge": rule.edge(config.lr), "edge_label": rule.edge_label}
+
+
+def reference_cost(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    """What following the gradient flow cost per GD step (empty without ``reference=flow``)."""
+    if "flow_gradients" not in metrics or len(metrics["flow_gradients"]) < 2:
+        return {}
+    return {"gradients_per_step": float(np.nanmean(metrics["flow_gradients"][1:])),
+            "substeps_per_step": float(np.nanmean(metrics["flow_substeps"][1:]))}
 
 
 def environment(device: torch.device, config: Config) -> dict[str, Any]:
