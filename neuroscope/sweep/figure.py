@@ -313,7 +313,8 @@ def _job_label(job: Job, layout: Layout) -> str:
     if job.status in NO_NUMBERS:
         more = f", {job.steps_done} steps" if job.steps_done is not None else ""
         return f"{head}: {job.status}{more}"
-    return f"{head}: late λ = {ratio:.2f}·(2/lr)" if math.isfinite(ratio) else head
+    edge = "(2/lr)" if _edge_name([job]) == "2/lr" else f"{job.edge:.4g}"  # the job's own edge, when it moved
+    return f"{head}: late λ = {ratio:.2f}·{edge}" if math.isfinite(ratio) else head
 
 
 def _jobs_legend(ax: Any, jobs: Sequence[Job], layout: Layout) -> None:
