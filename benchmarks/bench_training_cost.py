@@ -23,13 +23,18 @@ def seconds(overrides: list[str], repeats: int) -> tuple[float, dict]:
     return best, summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str, repeats: int) -> tuple[argparse.Namespace, list[str]]:
+    """The command line of a training benchmark: --steps, --repeats, overrides; and the base overrides."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. device.threads=1")
     args = parser.parse_args()
-    base = [f"steps={args.steps}", "viz.format=none", "progress=false", *args.overrides]
+    return args, [f"steps={args.steps}", "viz.format=none", "progress=false", *args.overrides]
+
+
+def main() -> None:
+    args, base = arguments(__doc__, repeats=3)
     default_every = compose(base).curvature.every
     off, _ = seconds([*base, "curvature.every=0"], args.repeats)
     print(f"training {args.steps} steps, best of {args.repeats} (no rendering), overrides: {args.overrides or 'none'}")

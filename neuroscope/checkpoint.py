@@ -74,6 +74,8 @@ def save_checkpoint(
             "frame_pred": torch.as_tensor(np.asarray(state.frame_pred, dtype=np.float64)),
             "tracker": state.tracker,
             "survey": state.survey,
+            "optimizer": state.optimizer,
+            "reference": state.reference,
             "nonfinite": state.nonfinite,
             "train_seconds": state.train_seconds,
         },
@@ -116,6 +118,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             frame_pred=[row.numpy() for row in s["frame_pred"]],
             tracker=tracker,
             survey=dict(s.get("survey", {})),
+            optimizer=dict(s.get("optimizer", {})),
+            reference=dict(s.get("reference", {})),
             nonfinite={str(k): int(v) for k, v in s["nonfinite"].items()},
             train_seconds=float(s["train_seconds"]),
         )

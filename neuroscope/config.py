@@ -309,6 +309,37 @@ class CheckpointConfig:
 
 
 @dataclass
+class OptimizerConfig:
+    """The update rule (neuroscope.optimizers): ``_target_`` an UpdateRule class, built with ``momentum``."""
+
+    _target_: str = "neuroscope.optimizers.GradientDescent"  # the update rule class (an UpdateRule)
+    name: str = "gd"  # gd, heavy_ball or nesterov: shown in summaries
+    momentum: float = 0.0  # β, the momentum in [0, 1) (0 for gd)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"optimizer.momentum={self.momentum} is not allowed: the momentum β must be in [0, 1) (e.g. 0.9).")
+
+
+@dataclass
+class ReferenceConfig:
+    """A reference run beside GD (neuroscope.flow): ``_target_`` null for none; ``flow``
+    integrates gradient flow with an adaptive Runge-Kutta method under rtol/atol."""
+
+    _target_: Optional[str] = None  # the reference class (neuroscope.flow.GradientFlow), or null for none
+    name: str = "none"  # none or flow: shown in summaries
+    rtol: float = 1e-6  # the flow integrator's relative tolerance per step
+    atol: float = 1e-9  # its absolute tolerance
+    max_substeps: int = 10000  # Runge-Kutta steps per GD step before the flow is given up
+
+    def __post_init__(self) -> None:
+        if not (self.rtol > 0 and self.atol >= 0):
+            raise ConfigError(f"reference.rtol={self.rtol}, reference.atol={self.atol}: rtol must be > 0 and atol >= 0 (e.g. rtol=1e-6).")
+        if self.max_substeps < 1:
+            raise ConfigError(f"reference.max_substeps={self.max_substeps} is not allowed: at least one step per GD step.")
+
+
+@dataclass
 class Config:
     function: FunctionConfig = MISSING  # the target (for a PDE loss: its exact solution)
     loss: LossConfig = MISSING  # the objective
@@ -325,6 +356,8 @@ class Config:
     curvature: CurvatureConfig = field(default_factory=CurvatureConfig)  # the sharpness measurements
     viz: VizConfig = field(default_factory=VizConfig)  # the dashboard and animation
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # resumable checkpoints
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # the update rule: gd (default), heavy_ball, nesterov
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)  # a reference run beside GD: none (default) or flow (gradient flow)
     resume: Optional[str] = None  # a run directory to continue (only steps, viz.*, progress, checkpoint.*, device.threads, diverge_above may change)
 
     def __post_init__(self) -> None:
@@ -375,6 +408,8 @@ def register_configs() -> None:
         ("loss", LossConfig),
         ("model", ModelConfig),
         ("device", DeviceConfig),
+        ("optimizer", OptimizerConfig),
+        ("reference", ReferenceConfig),
     ]:
         cs.store(name=f"{group}_schema", node=node, package=group)
 

@@ -29,11 +29,13 @@ from .faults import fault_point
 from .params import check_keywords
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
 from .stopping import Interrupted, rendering, signal_name, stop_on_signals
-from .summary import log_outcome, make_summary
+from .optimizers import build_rule
+from .summary import edge_entries, log_outcome, make_summary
 from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
 
 if TYPE_CHECKING:
     from .curvature import CurvatureSurvey, SharpnessTracker
+    from .flow import GradientFlow
 
 log = logging.getLogger("neuroscope")
 
@@ -360,7 +362,9 @@ def _train(
     returns the status, the final state and the history."""
     where = geometry(setup, config.input_dim)
     survey = _survey(config, setup.objective.term_names)
-    columns = metric_columns(setup.objective.term_names, config.curvature.k) + _curvature_columns(config, survey)
+    reference = _reference(config)
+    columns = (metric_columns(setup.objective.term_names, config.curvature.k) + _curvature_columns(config, survey)
+               + (reference.columns if reference else []))
     settings = TrainSettings(
         lr=float(config.lr), steps=int(config.steps), frame_steps=frame_schedule(config.steps, config.viz.frames),
         curvature_every=int(config.curvature.every), checkpoint_every=int(config.checkpoint.every),
@@ -372,6 +376,7 @@ def _train(
         model=setup.model, problem=setup.problem, objective=setup.objective, writer=writer, settings=settings,
         tracker=_tracker(config), survey=survey, should_stop=lambda: received() is not None, on_frame=_live_view(config),
         on_checkpoint=lambda st: _checkpoint(run_dir, setup.model, st, config, writer), progress=progress,
+        rule=build_rule(config.optimizer), reference=reference,
     )
     try:
         status, state = trainer.run(state, where)
@@ -420,6 +425,15 @@ def _curvature_columns(config: Config, survey: Optional["CurvatureSurvey"]) -> l
     return (list(BOTTOM_COLUMNS) if config.curvature.lambda_min else []) + (survey.columns() if survey else [])
 
 
+def _reference(config: Config) -> Optional["GradientFlow"]:
+    """The reference run ``config.reference`` asks for (with its own sharpness tracker), or None."""
+    c = config.reference
+    if c._target_ is None:
+        return None
+    factory = resolve_target(c._target_, key="reference._target_", kind="reference")
+    return factory(rtol=c.rtol, atol=c.atol, max_substeps=c.max_substeps, tracker=_tracker(config))
+
+
 def _log_start(run_dir: Path, config: Config, setup: RunSetup) -> None:
     p, names = setup.problem, setup.objective.term_names
     points = f"{len(p.train_x)} training points" if "data" in names else "no data term"
@@ -456,7 +470,7 @@ def _live_view(config: Config) -> Optional[Callable[[hist.History], None]]:
         log.warning("viz.live=true: no display available (%s), live view skipped", why)
         return None
     header = {"width": config.model.width, "depth": config.model.depth, "activation": getattr(config.model.activation, "value", config.model.activation),
-              "k": config.curvature.k}
+              "k": config.curvature.k, **edge_entries(config)}
     return viz.LiveDashboard(config.viz, meta={"lr": config.lr, "steps": config.steps, "name": config.name,
                                                **header}).update
 

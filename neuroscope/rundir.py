@@ -394,13 +394,14 @@ def best_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
     return float(v.min()) if len(v) else math.nan
 
 
-def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, Any]:
+def summary_values(metrics: Mapping[str, np.ndarray], edge: float) -> dict[str, Any]:
     """The numbers a run's summary and a sweep's table report, from a metrics table:
     ``final`` (the last finite value of each column, with ``final_step``, the step it is
     from: of a diverged run, the values before it blew up), ``best`` (smallest), the largest sharpness and
     ``late_sharpness_over_edge``: the mean sharpness over the last ``LATE_FRACTION`` of the
-    steps done, divided by 2/lr."""
-    sharp = np.asarray(metrics.get("sharpness", ()), dtype=np.float64)
+    steps done, divided by ``edge``, the update rule's edge of stability (2/lr for GD)."""
+    step = np.asarray(metrics.get("step", ()), dtype=np.float64)
+    sharp = np.asarray(metrics.get("sharpness", np.full(len(step), np.nan)), dtype=np.float64)
     finite = np.isfinite(sharp)
     late = late_mean(metrics, "sharpness")
     final = {c: last_finite(metrics, c) for c in FINAL_COLUMNS}
@@ -409,7 +410,7 @@ def summary_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, An
         "final_step": {c: at for c, (_, at) in final.items()},
         "best": {c: best_value(metrics, c) for c in ("loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen")},
         "max_sharpness": float(sharp[finite].max()) if finite.any() else math.nan,
-        "late_sharpness_over_edge": late * lr / 2 if lr > 0 else math.nan,
+        "late_sharpness_over_edge": late / edge if edge > 0 else math.nan,
     }
     spectrum = {c: late_mean(metrics, c) for c in metrics if is_spectrum_column(c)}
     if spectrum:  # only runs that measured them: other summaries stay as they were

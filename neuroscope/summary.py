@@ -13,6 +13,7 @@ import torch
 
 from . import rundir as hist
 from .config import Config
+from .optimizers import build_rule
 from .rundir import DIVERGED
 from .trainer import TrainState
 
@@ -25,7 +26,8 @@ def make_summary(
     """The contents of summary.json (the run adds wall_seconds and resumed_from)."""
     m = history.metrics
     steps_done = int(m["step"][-1]) if len(m["step"]) else 0
-    values = hist.summary_values(m, config.lr)
+    edge = edge_entries(config)
+    values = hist.summary_values(m, edge["edge"])
     measured = np.isfinite(m["sharpness"])
     return {
         "status": status,
@@ -34,6 +36,7 @@ def make_summary(
         "loss": config.loss.name,
         "lr": config.lr,
         "two_over_lr": 2.0 / config.lr,
+        **edge,
         "steps": config.steps,
         "steps_done": steps_done,
         "diverged_at_step": steps_done if status == DIVERGED else None,
@@ -47,10 +50,25 @@ def make_summary(
             "hvps_total": int(np.nansum(m["hvps"])) if "hvps" in m else 0,
             "not_converged": int(np.sum(m["eig_converged"] == 0)) if "eig_converged" in m else 0,
         },
+        "reference": reference_cost(m),
         "nonfinite": dict(state.nonfinite),
         "train_seconds": state.train_seconds,
         "environment": environment(device, config),
     }
+
+
+def edge_entries(config: Config) -> dict[str, Any]:
+    """The update rule and its edge of stability, as summary.json (and the dashboard) name them."""
+    rule = build_rule(config.optimizer)
+    return {"optimizer": rule.label, "momentum": rule.momentum, "edge": rule.edge(config.lr), "edge_label": rule.edge_label}
+
+
+def reference_cost(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    """What following the gradient flow cost per GD step (empty without ``reference=flow``)."""
+    if "flow_gradients" not in metrics or len(metrics["flow_gradients"]) < 2:
+        return {}
+    return {"gradients_per_step": float(np.nanmean(metrics["flow_gradients"][1:])),
+            "substeps_per_step": float(np.nanmean(metrics["flow_substeps"][1:]))}
 
 
 def environment(device: torch.device, config: Config) -> dict[str, Any]:
@@ -85,8 +103,8 @@ def log_outcome(summary: dict[str, Any]) -> None:
         return text + ("" if step is None or step == done else f" (step {step})")
 
     log.info("%s after %d steps: loss %s, test error %s, gen error %s, relative L2 %s (outside the box %s), "
-             "sharpness %s (2/lr = %g)", summary["status"], done, *(value(k) for k in (
-                 "loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen", "sharpness")), summary["two_over_lr"])
+             "sharpness %s (%s = %g)", summary["status"], done, *(value(k) for k in (
+                 "loss", "test_error", "gen_error", "rel_l2", "rel_l2_gen", "sharpness")), summary["edge_label"], summary["edge"])
     if summary["nonfinite"]:
         log.warning("non-finite values were recorded: %s (see metrics.csv)", summary["nonfinite"])
     if summary["curvature"]["not_converged"]:

@@ -1,5 +1,5 @@
-"""What a ``_target_`` of each kind must be (a model class, a PDE class, a function of the
-user's own), checked by ``config.resolve_target`` before anything it names is called."""
+"""What a ``_target_`` of each kind must be (a model class, a PDE class, an update rule, a
+function of the user's own), checked by ``config.resolve_target`` before anything it names is called."""
 from __future__ import annotations
 
 import inspect
@@ -13,20 +13,24 @@ TARGET_KINDS = {
     "standard library or an installed package), e.g. mypackage.mymodule.myfunc",
     "model": "a torch.nn.Module subclass, e.g. neuroscope.model.MLP",
     "pde": "a subclass of neuroscope.pde.PDEProblem, e.g. neuroscope.pde.Poisson1D or neuroscope.pde.CustomPDE",
+    "optimizer": "a subclass of neuroscope.optimizers.UpdateRule, e.g. neuroscope.optimizers.HeavyBall",
+    "reference": "neuroscope.flow.GradientFlow or a subclass of it",
 }
+
+# The base class a target of each class kind must subclass, as (module, name).
+BASE_CLASSES = {"model": ("torch.nn", "Module"), "pde": ("neuroscope.pde", "PDEProblem"),
+                "optimizer": ("neuroscope.optimizers", "UpdateRule"), "reference": ("neuroscope.flow", "GradientFlow")}
 
 
 def wrong_kind(obj: Any, kind: str) -> str:
     """Why ``obj`` is not a target of ``kind``; '' if it is one."""
     what = f"it names a {type(obj).__name__} ({getattr(obj, '__qualname__', obj)!s:.60})"
-    if kind == "model":
-        from torch import nn
+    if kind in BASE_CLASSES:
+        import importlib
 
-        return "" if isinstance(obj, type) and issubclass(obj, nn.Module) else what
-    if kind == "pde":
-        from .pde import PDEProblem
-
-        return "" if isinstance(obj, type) and issubclass(obj, PDEProblem) else what
+        module, name = BASE_CLASSES[kind]
+        base = getattr(importlib.import_module(module), name)
+        return "" if isinstance(obj, type) and issubclass(obj, base) else what
     if not inspect.isfunction(obj):
         return what
     module = str(getattr(obj, "__module__", ""))

@@ -1,4 +1,6 @@
-"""The gradient-descent loop: theta <- theta - lr * grad L(theta), full batch, no optimizer.
+"""The gradient-descent loop: theta <- theta - lr * grad L(theta), full batch, no optimizer
+object (an update rule of neuroscope.optimizers may add a momentum term; a reference such as
+the gradient flow of neuroscope.flow may be followed alongside, in the same rows).
 
 Row ``step = t`` of the metrics describes the parameters theta_t *before* update t: the
 objective and its terms, test and generalization error (MSE; and relative L2, ``rel_l2`` and
@@ -24,10 +26,12 @@ from tqdm.auto import tqdm
 from . import rundir as hist
 from .data import Problem, to_numpy
 from .losses import Objective, mse
+from .optimizers import GradientDescent, UpdateRule
 from .rundir import DIVERGED, FINISHED, INTERRUPTED
 
 if TYPE_CHECKING:
     from .curvature import CurvatureSurvey, SharpnessTracker
+    from .flow import GradientFlow
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class TrainState:
     frame_pred: list[np.ndarray] = field(default_factory=list)
     tracker: dict[str, Any] = field(default_factory=dict)
     survey: dict[str, Any] = field(default_factory=dict)  # CurvatureSurvey.state_dict(), when there is one
+    optimizer: dict[str, Any] = field(default_factory=dict)  # the update rule's state (a velocity)
+    reference: dict[str, Any] = field(default_factory=dict)  # the reference run's state (the flow)
     nonfinite: dict[str, int] = field(default_factory=dict)  # column -> count of NaN/inf recorded
     train_seconds: float = 0.0
 
@@ -100,6 +106,8 @@ class Trainer:
     on_frame: Optional[Callable[[hist.History], None]] = None
     on_checkpoint: Optional[Callable[[TrainState], None]] = None
     progress: bool = True
+    rule: UpdateRule = field(default_factory=GradientDescent)  # the update: Δθ = −lr·∇L + its momentum term
+    reference: Optional["GradientFlow"] = None  # followed beside GD, recorded in the same rows
 
     def __post_init__(self) -> None:
         self.columns = self.writer.columns
@@ -133,6 +141,10 @@ class Trainer:
             self.tracker.load_state_dict(state.tracker)
         if state.survey and self.survey is not None:
             self.survey.load_state_dict(state.survey)
+        self.rule.load_state_dict(state.optimizer)
+        if self.reference is not None:
+            self.reference.begin(loss_fn=self.loss_fn, net=self.net, params=self.params, problem=self.problem,
+                                 lr=s.lr, state=state.reference)
         status = FINISHED
         started = time.perf_counter()
         bar = tqdm(total=s.steps + 1, initial=state.step, desc="training", unit="step", dynamic_ncols=True,
@@ -145,7 +157,7 @@ class Trainer:
                     self._diverged(state, step, loss, terms)
                     status = DIVERGED
                     break
-                row, flat_grad = self._row(step, loss, terms)
+                row, flat_grad, momentum = self._row(step, loss, terms)
                 del loss, terms
                 if step in s.frame_steps:
                     self._keep_frame(state, step)
@@ -153,9 +165,9 @@ class Trainer:
                 if step in s.frame_steps and self.on_frame is not None:
                     self.on_frame(self.history(state, geometry))
                 if step < s.steps:
-                    self._update(flat_grad)
+                    self._update(flat_grad, momentum)
                 if s.checkpoint_every and self.on_checkpoint is not None and step < s.steps and (step + 1) % s.checkpoint_every == 0:
-                    self._keep_curvature_state(state)
+                    self._keep_states(state)
                     self.on_checkpoint(state)  # theta_{step+1}, next row step+1
                 bar.update(1)
                 if step % 10 == 0:
@@ -168,15 +180,19 @@ class Trainer:
             bar.close()
             self.writer.flush()
             state.train_seconds += time.perf_counter() - started
-            self._keep_curvature_state(state)
+            self._keep_states(state)
         return status, state
 
-    def _keep_curvature_state(self, state: TrainState) -> None:
+    def _keep_states(self, state: TrainState) -> None:
+        """The trackers', the update rule's and the reference's states, for a checkpoint."""
         state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
         state.survey = self.survey.state_dict() if self.survey is not None else {}
+        state.optimizer = self.rule.state_dict()
+        state.reference = self.reference.state_dict() if self.reference is not None else {}
 
-    def _row(self, step: int, loss: Tensor, terms: dict[str, Tensor]) -> tuple[dict[str, float], Tensor]:
-        """The metrics row of theta_step, and the flat gradient of the loss there."""
+    def _row(self, step: int, loss: Tensor, terms: dict[str, Tensor]) -> tuple[dict[str, float], Tensor, Optional[Tensor]]:
+        """The metrics row of theta_step, the flat gradient of the loss there and the momentum
+        term of the update from it (None for plain GD and for the last row, which has no update)."""
         p = self.problem
         measure = self.tracker is not None and step % self.settings.curvature_every == 0
         # materialize: a parameter the objective ignores (e.g. the last bias under a pure
@@ -193,21 +209,26 @@ class Trainer:
         row["test_error"], row["gen_error"], row["rel_l2"], row["rel_l2_gen"], row["grad_norm"] = numbers[-5:]
         if len(p.gen_x) == 0:  # the test box is the training box: nothing to generalize to
             del row["gen_error"], row["rel_l2_gen"]
+        momentum = self.rule.step(flat_grad, self.settings.lr) if step < self.settings.steps else None
         if measure:
-            row.update(self._measure(grads, flat_grad, step=step, last=step == self.settings.steps))
+            row.update(self._measure(grads, flat_grad, momentum, step=step, last=step == self.settings.steps))
         if self.survey is not None and self.survey.due(step):
             row.update(self.survey.measure(step, loss_fn=self.loss_fn, terms_fn=self.terms_fn, params=self.params,
                                            residuals_fn=self.residuals_fn))
-        return row, flat_grad
+        if self.reference is not None:
+            row.update(self.reference.row(step, self.params, measure=measure))
+        return row, flat_grad, momentum
 
-    def _update(self, flat_grad: Tensor) -> None:
-        """theta <- theta - lr * grad, in place."""
+    def _update(self, flat_grad: Tensor, momentum: Optional[Tensor]) -> None:
+        """theta <- theta - lr * grad (+ the rule's momentum term), in place."""
         lr = self.settings.lr
         with torch.no_grad():
             offset = 0
             for q in self.params:
                 n = q.numel()
                 q.sub_(lr * flat_grad[offset : offset + n].view_as(q))
+                if momentum is not None:
+                    q.add_(momentum[offset : offset + n].view_as(q))
                 offset += n
 
     def _diverged(self, state: TrainState, step: int, loss: Tensor, terms: dict[str, Tensor]) -> None:
@@ -219,17 +240,20 @@ class Trainer:
         log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded",
                     row["loss"], step, self.settings.lr)
 
-    def _measure(self, grads: Sequence[Tensor], flat_grad: Tensor, step: int, last: bool) -> dict[str, float]:
+    def _measure(self, grads: Sequence[Tensor], flat_grad: Tensor, momentum: Optional[Tensor], step: int,
+                 last: bool) -> dict[str, float]:
         result = self.tracker.measure(self.loss_fn, self.params, grads, step=step)
         eig = result.eigenvalues.to(torch.float64).tolist()
         row: dict[str, float] = {"sharpness": eig[0]}
         row.update({f"lambda_{i}": v for i, v in enumerate(eig[1:], start=2)})
         v_max = result.eigenvectors[:, 0].to(torch.float64)
-        if not last:  # Delta theta = -lr * grad; the final row has no update to project
-            g = flat_grad.to(torch.float64)
-            row["projection"] = self.settings.lr * abs(float((g * v_max).sum()))
+        if not last:  # Delta theta = -lr * grad + momentum; the final row has no update to project
+            update = self.settings.lr * flat_grad.to(torch.float64)
+            if momentum is not None:
+                update = update - momentum.to(torch.float64)
+            row["projection"] = abs(float((update * v_max).sum()))
             if len(eig) > 1:  # the bound needs the gap to lambda_2 (curvature.k >= 2)
-                update_norm = self.settings.lr * float(torch.linalg.vector_norm(g))
+                update_norm = float(torch.linalg.vector_norm(update))
                 row["projection_err"] = projection_error_bound(update_norm, float(result.residuals[0]), eig[0] - eig[1])
         row["hvps"] = result.hvps
         row["eig_residual"] = float(result.residuals.max())

@@ -239,10 +239,11 @@ def test_final_values_of_a_diverged_run_are_the_last_finite_ones_with_their_step
         "rel_l2_gen": np.array([0.8, nan, nan, nan, nan]),
         "sharpness": np.array([7.0, nan, nan, nan, nan]),
     }
-    values = summary_values(metrics, lr=0.1)
+    values = summary_values(metrics, edge=20.0)  # 2/lr at lr 0.1
     assert values["final"] == {"loss": 40.0, "test_error": 0.7, "gen_error": 1.0, "rel_l2": 0.1, "rel_l2_gen": 0.8, "sharpness": 7.0}
     assert values["final_step"] == {"loss": 2, "test_error": 2, "gen_error": 1, "rel_l2": 2, "rel_l2_gen": 0, "sharpness": 0}
-    summary = {"status": "diverged", "steps_done": 4, "two_over_lr": 20.0, "nonfinite": {}, "curvature": {"not_converged": 0},
+    summary = {"status": "diverged", "steps_done": 4, "two_over_lr": 20.0, "edge": 20.0, "edge_label": "2/lr",
+               "nonfinite": {}, "curvature": {"not_converged": 0},
                **values}
     with caplog.at_level(logging.INFO, logger="neuroscope"):
         log_outcome(summary)

@@ -137,7 +137,7 @@ def _scales(sweep: Sweep) -> Scales:
     runs off the panel and ends in an x at its edge."""
     recorded = [j for j in sweep.jobs if j.metrics]
     scaling = [j for j in recorded if j.status != DIVERGED] or recorded
-    edges = [np.array([2 / j.lr]) for j in scaling if j.lr > 0]
+    edges = [np.array([j.edge]) for j in scaling if j.edge > 0]
     sharp = [_curve(j, "sharpness")[1] for j in scaling]
     both = np.concatenate(edges + sharp) if edges or sharp else np.array([])
     both = both[np.isfinite(both)]
@@ -207,11 +207,17 @@ def _draw_curves(ax: Any, jobs: Sequence[Job], column: str, layout: Layout, lims
 def _sharpness_panel(ax: Any, jobs: Sequence[Job], layout: Layout, scales: Scales) -> None:
     _draw_curves(ax, jobs, "sharpness", layout, scales.sharp, lw=1.4)
     for job in jobs:
-        if job.lr > 0:
-            ax.axhline(2 / job.lr, color=layout.color(job), ls="--", lw=1.1, alpha=0.9)
+        if job.edge > 0:
+            ax.axhline(job.edge, color=layout.color(job), ls="--", lw=1.1, alpha=0.9)
     _set_y(ax, scales.sharp, log=scales.sharp_log)
-    ax.set_title("sharpness λ_max (dashed: 2/lr, same colour)", fontsize=10)
+    ax.set_title(f"sharpness λ_max (dashed: {_edge_name(jobs)}, same colour)", fontsize=10)
     ax.set_ylabel("top Hessian eigenvalue")
+
+
+def _edge_name(jobs: Sequence[Job]) -> str:
+    """What the dashed lines are: 2/lr, unless a job's update rule moves its edge."""
+    moved = any(j.lr > 0 and j.edge > 0 and not math.isclose(j.edge, 2 / j.lr) for j in jobs)
+    return "each job's edge of stability" if moved else "2/lr"
 
 
 def _normalized_panel(ax: Any, jobs: Sequence[Job], layout: Layout, scales: Scales) -> None:
@@ -348,7 +354,8 @@ def _job_label(job: Job, layout: Layout) -> str:
     if job.status in NO_NUMBERS:
         more = f", {job.steps_done} steps" if job.steps_done is not None else ""
         return f"{head}: {job.status}{more}"
-    return f"{head}: late λ = {ratio:.2f}·(2/lr)" if math.isfinite(ratio) else head
+    edge = "(2/lr)" if _edge_name([job]) == "2/lr" else f"{job.edge:.4g}"  # the job's own edge, when it moved
+    return f"{head}: late λ = {ratio:.2f}·{edge}" if math.isfinite(ratio) else head
 
 
 def _seeds_label(same: Sequence[Job], layout: Layout) -> str:

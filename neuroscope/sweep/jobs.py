@@ -21,7 +21,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .. import rundir as hist
-from ..config import UserError
+from ..config import OptimizerConfig, UserError
+from ..optimizers import build_rule
 from ..rundir import DIVERGED, FAILED, FINAL_COLUMNS, INTERRUPTED, MISSING
 
 log = logging.getLogger("neuroscope")
@@ -43,6 +44,7 @@ class Job:
     status: str
     run_dir: Optional[Path]
     lr: float = math.nan
+    edge: float = math.nan  # its update rule's edge of stability (2/lr for GD)
     steps: Optional[int] = None  # configured
     steps_done: Optional[int] = None
     wall_seconds: Optional[float] = None
@@ -200,9 +202,9 @@ def _last_error(folder: Path) -> str:
     return ""
 
 
-def metrics_values(metrics: Mapping[str, np.ndarray], lr: float) -> dict[str, float]:
+def metrics_values(metrics: Mapping[str, np.ndarray], edge: float) -> dict[str, float]:
     """METRIC_COLUMNS from a metrics table, as a run's summary defines them (``hist.summary_values``)."""
-    values = hist.summary_values(metrics, lr)
+    values = hist.summary_values(metrics, edge)
     row = {f"final_{k}": v for k, v in values["final"].items()}
     row.update(max_sharpness=values["max_sharpness"], late_sharpness_over_edge=values["late_sharpness_over_edge"])
     row.update({f"late_{k}": v for k, v in values.get("late", {}).items()})
@@ -227,7 +229,7 @@ def _from_summary(job: Job, summary: Mapping[str, Any]) -> None:
 
 def _from_metrics(job: Job, folder: Path) -> None:
     """Numbers and note of a job without summary.json: whatever its metrics.csv holds."""
-    job.values = metrics_values(job.metrics, job.lr)
+    job.values = metrics_values(job.metrics, job.edge)
     done = len(job.metrics.get("step", []))
     job.steps_done = int(job.metrics["step"][-1]) if done else None
     why = _last_error(folder)
@@ -256,6 +258,7 @@ def _read_job(folder: Path, launch: Optional[Launch]) -> Job:
     job.lr = _to_float(summary.get("lr", _select(config, "lr")))
     if math.isnan(job.lr) and "lr" in job.overrides:
         job.lr = _to_float(job.overrides["lr"])
+    job.edge = _edge(summary, config, job.lr)
     steps = summary.get("steps", _select(config, "steps"))
     job.steps = int(steps) if steps is not None else None
     if summary:
@@ -265,12 +268,27 @@ def _read_job(folder: Path, launch: Optional[Launch]) -> Job:
     return job
 
 
+def _edge(summary: Mapping[str, Any], config: Any, lr: float) -> float:
+    """A job's edge of stability: its summary.json's, else its config's update rule's at its lr
+    (gradient descent's 2/lr for a config without an optimizer)."""
+    if "edge" in summary:
+        return _to_float(summary["edge"])
+    if not lr > 0:
+        return math.nan
+    node = _select(config, "optimizer") or {}
+    try:
+        return build_rule(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OptimizerConfig), node))).edge(lr)
+    except UserError:
+        return math.nan
+
+
 def _missing_job(launch: Launch, multirun: Any) -> Job:
     """A launched job whose folder is gone: what its launch record and multirun.yaml tell."""
     overrides = dict(_split_override(x) for x in launch.overrides)
     steps = as_number(overrides.get("steps", _select(multirun, "steps")))
+    lr = _to_float(overrides.get("lr", _select(multirun, "lr")))
     return Job(num=launch.num, name=launch.folder, overrides=overrides, status=MISSING, run_dir=None,
-               lr=_to_float(overrides.get("lr", _select(multirun, "lr"))), steps=int(steps) if steps is not None else None,
+               lr=lr, edge=_edge({}, multirun, lr), steps=int(steps) if steps is not None else None,
                values={c: math.nan for c in METRIC_COLUMNS}, note="job folder not found")
 
 

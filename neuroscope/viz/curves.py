@@ -1,5 +1,6 @@
 """The dashboard's curve panels: metric columns against the step (loss terms and errors,
-sharpness against 2/lr, the update's projection), growing with the frames."""
+sharpness against the update rule's edge of stability, the update's projection; the gradient
+flow's loss and sharpness dashed beside GD's when the run followed it), growing with the frames."""
 from __future__ import annotations
 
 import math
@@ -18,6 +19,7 @@ from .panels import Frame, Look, Panel, RunView, diverged_at
 from .style import COLORS, EXTRA_TERM_COLORS, LAMBDA_COLORS, TERM_COLORS
 
 SPARSE_POINTS = 40  # curves with this few points get a dot at each
+FLOW_DASHES = (0, (7, 3))  # the gradient-flow reference: GD's colour, dashed
 NOTE_GREY = "#777777"
 
 
@@ -61,7 +63,7 @@ class CurvePanel(Panel):
     def _add_curves(self, history: History, meta: dict) -> None:
         """Add a series (``_add``) for each column of ``history`` the panel shows."""
 
-    def _add(self, column: str, label: str, color: str, lw: float, ls: str = "-", z: float = 3) -> None:
+    def _add(self, column: str, label: str, color: str, lw: float, ls: Any = "-", z: float = 3) -> None:
         (line,) = self.ax.plot([], [], color=color, lw=lw, ls=ls, label=label, animated=True, zorder=z)
         self.series.append(Series(column, line))
 
@@ -176,6 +178,9 @@ class LossPanel(CurvePanel):
             self._add("test_error", "test error (in the training box)", COLORS["test_error"], 1.5)
         if "gen_error" in m:
             self._add("gen_error", "generalization error (outside it)", COLORS["gen_error"], 1.5)
+        if "flow_loss" in m:
+            self._add("flow_loss", "gradient flow: training loss", COLORS["loss"], 1.5, FLOW_DASHES, z=4)
+            self._add("distance_to_flow", "‖θ − θ_flow‖", COLORS["distance_to_flow"], 1.2)
 
     def _notes(self) -> list[Any]:
         out, fs = [], self.look.font_size
@@ -190,10 +195,11 @@ class LossPanel(CurvePanel):
 
 
 class SharpnessPanel(CurvePanel):
-    """The top Hessian eigenvalues against the 2/lr edge of stability."""
+    """The top Hessian eigenvalues against the update rule's edge of stability (2/lr for GD,
+    summary.json's ``edge`` and ``edge_label``), and the gradient flow's sharpness if followed."""
 
     name = "sharp"
-    title = "Sharpness (top Hessian eigenvalue) vs the 2/lr edge of stability"
+    title = "Sharpness (top Hessian eigenvalue) vs the edge of stability"
     ylabel = "eigenvalue"
     empty_note = "sharpness not measured (curvature.every=0)"
 
@@ -207,12 +213,13 @@ class SharpnessPanel(CurvePanel):
                 sub = "".join("₀₁₂₃₄₅₆₇₈₉"[int(d)] for d in c.split("_")[1])
                 self._add(c, f"λ{sub}", LAMBDA_COLORS[(i - 1) % len(LAMBDA_COLORS)], 1.1)
         self._add_spectrum_curves(history)
-        lr = meta.get("lr")
-        self.threshold = 2.0 / float(lr) if isinstance(lr, (int, float)) and lr > 0 else None
+        if "flow_sharpness" in history.metrics:
+            self._add("flow_sharpness", "gradient flow: λ₁", COLORS["sharpness"], 1.5, FLOW_DASHES, z=4)
+        self.threshold, self.edge_label = edge_of(meta)
         self.eos_line = None
         if self.threshold is not None:
             self.eos_line = self.ax.axhline(self.threshold, color=COLORS["eos"], lw=1.6, ls="--",
-                                            label=f"2/lr = {self.threshold:.4g}", zorder=2)
+                                            label=f"{self.edge_label} = {self.threshold:.4g}", zorder=2)
         self.off_scale: Optional[float] = None
 
     def _add_spectrum_curves(self, history: History) -> None:
@@ -245,16 +252,27 @@ class SharpnessPanel(CurvePanel):
                            fontsize=self.look.font_size * 0.85, color=COLORS["diverged"])]
 
     def _labels(self) -> list[tuple[Any, list[dict]]]:
-        """The 2/lr label on its line, at the end (left or right, above or below) the curves leave free."""
+        """The edge-of-stability label (2/lr for GD) on its line, at the end (left or right, above or below) the curves leave free."""
         if self.threshold is None:
             return []
         to_data = blended_transform_factory(self.ax.transAxes, self.ax.transData)
-        label = self.ax.text(0.01, self.threshold, f" 2/lr = {self.threshold:.4g} ", transform=to_data, ha="left",
+        label = self.ax.text(0.01, self.threshold, f" {self.edge_label} = {self.threshold:.4g} ", transform=to_data, ha="left",
                              va="bottom", color=COLORS["eos"], fontsize=self.look.font_size * 0.9, fontweight="bold",
                              zorder=5)
         spots = [dict(x=x, ha=ha, va=va) for va in ("bottom", "top") for x, ha in ((0.01, "left"), (0.99, "right"),
                                                                                    (0.5, "center"))]
         return [(label, spots)]
+
+
+def edge_of(meta: dict) -> tuple[Optional[float], str]:
+    """The edge of stability and its name from a run's summary: its ``edge`` (an update rule's
+    threshold), else 2/lr from its ``lr`` (runs made before momentum); None without either."""
+    edge, lr = meta.get("edge"), meta.get("lr")
+    if isinstance(edge, (int, float)) and edge > 0:
+        return float(edge), str(meta.get("edge_label", "edge"))
+    if isinstance(lr, (int, float)) and lr > 0:
+        return 2.0 / float(lr), "2/lr"
+    return None, "2/lr"
 
 
 class ProjectionPanel(CurvePanel):

@@ -13,6 +13,7 @@ COLORS = {
     "sharpness": "#2ca02c",
     "eos": "#d62728",  # the 2/lr line
     "projection": "#8c564b",
+    "distance_to_flow": "#7f7f7f",  # GD's distance to its gradient-flow reference
     "now": "#666666",
     "diverged": "#d62728",
     "interrupted": "#e6a100",
