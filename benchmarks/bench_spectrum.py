@@ -160,7 +160,7 @@ def _old_eig(matrix: torch.Tensor, eigenvectors: bool = False):
 def pinn_rows(args, rows: list) -> None:
     """Per-term sharpness and the Gauss-Newton sharpness of a Poisson 1D PINN (frequency 2 pi)."""
     from neuroscope.data import make
-    from neuroscope.config import to_config
+    from neuroscope.typed import to_config
     from neuroscope.run import build_model, build_target, seed_everything
     from neuroscope.losses import Objective, build_pde
 

@@ -30,7 +30,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", *, retur
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from . import config as _config  # registers the schemas  # noqa: F401
+    from .typed import explain_compose_error  # importing it registers the schemas too
 
     GlobalHydra.instance().clear()
     try:
@@ -39,7 +39,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", *, retur
     except Exception as e:
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError(_config.explain_compose_error(e, list(overrides))) from None
+        raise ConfigError(explain_compose_error(e, list(overrides))) from None
 
 
 def train(cfg: Any, out_dir: Optional[str] = None, *, render: bool = False, progress: bool = False, overrides: Sequence[str] = ()) -> "RunResult":

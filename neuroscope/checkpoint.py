@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from . import rundir as hist
-from .config import Config, ConfigError, to_config
+from .config import Config, ConfigError
+from .typed import to_config
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, DIVERGED, FINISHED
 from .trainer import TrainState
 

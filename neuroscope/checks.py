@@ -14,7 +14,9 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .checkpoint import resume_config
-from .config import Config, ConfigError, CurvatureMethod, DType, resolve_target, to_config
+from .config import Config, ConfigError, CurvatureMethod, DType
+from .targets import resolve_target
+from .typed import to_config
 from .losses import build_pde
 from .run import build_model, build_target, resolve_device
 

@@ -18,7 +18,9 @@ from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, UserError, explain_compose_error  # importing config registers the schemas
+from .config import ConfigError, UserError  # importing config registers the schemas
+
+from .typed import explain_compose_error
 from .stopping import Interrupted
 from .helptext import version_line  # also registers the resolver of the --help page
 

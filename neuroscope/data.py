@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .config import Config, Sampling
+from .rundir import Geometry
 
 TargetFn = Callable[[Tensor], Tensor]
 
@@ -109,3 +110,41 @@ def make(cfg: Config, target: TargetFn, *, pde=None, device: torch.device, dtype
 
 def to_numpy(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
+
+
+PICTURE_POINTS = (200, 80)  # at most this many collocation and boundary points go into the picture
+
+
+def picture_geometry(p: Problem, *, fitted: bool, time_dim: Optional[int]) -> Geometry:
+    """Where the run's fit is drawn: the plot grid, its target, the training points (none when
+    ``fitted`` is false: pure physics), subsampled PDE points and the axis names."""
+    d = p.input_dim
+    return Geometry(
+        input_dim=d,
+        plot_x=to_numpy(p.plot_x),
+        plot_shape=p.plot_shape,
+        plot_target=to_numpy(p.plot_y),
+        train_x=to_numpy(p.train_x if fitted else p.train_x[:0]),
+        train_y=to_numpy(p.train_y if fitted else p.train_y[:0]),
+        train_box=p.train_box,
+        test_box=p.test_box,
+        collocation_x=_subsample(p.collocation_x, PICTURE_POINTS[0], d),
+        boundary_x=_subsample(p.boundary_x, PICTURE_POINTS[1], d),
+        axis_names=_axis_names(d, time_dim),
+    )
+
+
+def _subsample(points: Optional[Tensor], most: int, input_dim: int) -> np.ndarray:
+    """At most ``most`` of ``points``, evenly spaced in their order; (0, d) without any."""
+    if points is None or not len(points):
+        return np.empty((0, input_dim))
+    keep = np.unique(np.round(np.linspace(0, len(points) - 1, min(most, len(points)))).astype(int))
+    return to_numpy(points)[keep].reshape(len(keep), input_dim)
+
+
+def _axis_names(input_dim: int, time_dim: Optional[int]) -> tuple[str, ...]:
+    """x (x₁, x₂, ... for several) for the space inputs and t for the time input; () without time."""
+    if time_dim is None:
+        return ()
+    space = ["x"] if input_dim == 2 else [f"x{'₁₂₃₄₅₆₇₈₉'[i]}" for i in range(input_dim - 1)]
+    return tuple(space.pop(0) if i != time_dim else "t" for i in range(input_dim))

@@ -13,7 +13,9 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .config import ConfigError, DataTerm, LossConfig, resolve_target
+from .config import ConfigError, DataTerm, LossConfig
+
+from .targets import resolve_target
 from .data import Problem
 from .params import check_keywords
 

@@ -28,7 +28,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Optional
 
-from .config import ConfigError, OptimizerConfig, resolve_target
+from .config import ConfigError, OptimizerConfig
+
+from .targets import resolve_target
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from .boundary import BoundaryCondition, Dirichlet, Field, NoCondition, boundary_condition
-from .config import ConfigError, resolve_target
+from .config import ConfigError
+from .targets import resolve_target
 from .functions import LAPLACE_EIGENFUNCTIONS, burgers_front, heat_decay
 from .params import check_keywords
 

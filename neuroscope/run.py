@@ -21,7 +21,8 @@ from torch import nn
 
 from . import data as data_mod
 from . import rundir as hist
-from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError, resolve_target
+from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError
+from .targets import resolve_target
 from .losses import Objective, build_pde
 from .checkpoint import check_resume_target, continue_run, save_checkpoint, write_torch
 from .diskspace import check_free_space, estimate_run_bytes
@@ -207,44 +208,6 @@ def build(config: Config) -> RunSetup:
     return setup
 
 
-def geometry(setup: RunSetup, input_dim: int) -> hist.Geometry:
-    """Where the run's fit is drawn: the plot grid, its target and the training points."""
-    p = setup.problem
-    fitted = "data" in setup.objective.term_names  # pure physics (no data term): no training points to draw
-    return hist.Geometry(
-        input_dim=input_dim,
-        plot_x=data_mod.to_numpy(p.plot_x),
-        plot_shape=p.plot_shape,
-        plot_target=data_mod.to_numpy(p.plot_y),
-        train_x=data_mod.to_numpy(p.train_x if fitted else p.train_x[:0]),
-        train_y=data_mod.to_numpy(p.train_y if fitted else p.train_y[:0]),
-        train_box=p.train_box,
-        test_box=p.test_box,
-        collocation_x=_subsample(p.collocation_x, PICTURE_POINTS[0], input_dim),
-        boundary_x=_subsample(p.boundary_x, PICTURE_POINTS[1], input_dim),
-        axis_names=_axis_names(input_dim, setup.time_dim),
-    )
-
-
-PICTURE_POINTS = (200, 80)  # at most this many collocation and boundary points go into the picture
-
-
-def _subsample(points: Optional[torch.Tensor], most: int, input_dim: int) -> np.ndarray:
-    """At most ``most`` of ``points``, evenly spaced in their order; (0, d) without any."""
-    if points is None or not len(points):
-        return np.empty((0, input_dim))
-    keep = np.unique(np.round(np.linspace(0, len(points) - 1, min(most, len(points)))).astype(int))
-    return data_mod.to_numpy(points)[keep].reshape(len(keep), input_dim)
-
-
-def _axis_names(input_dim: int, time_dim: Optional[int]) -> tuple[str, ...]:
-    """x (x₁, x₂, ... for several) for the space inputs and t for the time input; () without time."""
-    if time_dim is None:
-        return ()
-    space = ["x"] if input_dim == 2 else [f"x{'₁₂₃₄₅₆₇₈₉'[i]}" for i in range(input_dim - 1)]
-    return tuple(space.pop(0) if i != time_dim else "t" for i in range(input_dim))
-
-
 def run(
     cfg: DictConfig | Config, run_dir: str | os.PathLike, *, render: bool = True, progress: Optional[bool] = None,
     overrides: Sequence[str] = (),
@@ -360,7 +323,7 @@ def _train(
 ) -> tuple[str, TrainState, hist.History]:
     """Run the trainer, streaming metrics.csv, until done or ``received`` says a signal came;
     returns the status, the final state and the history."""
-    where = geometry(setup, config.input_dim)
+    where = data_mod.picture_geometry(setup.problem, fitted="data" in setup.objective.term_names, time_dim=setup.time_dim)
     survey = _survey(config, setup.objective.term_names)
     reference = _reference(config)
     columns = (metric_columns(setup.objective.term_names, config.curvature.k) + _curvature_columns(config, survey)

@@ -1,10 +1,13 @@
 """What a ``_target_`` of each kind must be (a model class, a PDE class, an update rule, a
-function of the user's own), checked by ``config.resolve_target`` before anything it names is called."""
+function of the user's own), checked by ``resolve_target`` (here) before anything it names is called."""
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from typing import Any
+
+from .config import ConfigError
 
 # What each kind of ``_target_`` must be, checked before it is called (a config, also one read
 # from a run folder by resume=, must not be able to run arbitrary code such as subprocess.run).
@@ -66,3 +69,36 @@ def import_failure(error: BaseException) -> str:
         e = e.__cause__ or e.__context__
     root = next((c for c in reversed(chain) if isinstance(c, AttributeError)), chain[-1])
     return f"{type(root).__name__}: {' '.join(str(root).split())}"
+
+
+def resolve_target(path: str, *, key: str, kind: str = "function") -> Any:
+    """The object a ``_target_`` names ("package.module.attr") if it is of ``kind`` (a key of
+    ``TARGET_KINDS``), else a ConfigError of one paragraph naming the key. A path into the
+    standard library is refused before anything is imported."""
+    from hydra.utils import get_object
+
+    allowed = TARGET_KINDS[kind]
+    if str(path).split(".")[0] in (*sys.stdlib_module_names, "builtins"):
+        raise _refused(path, key, allowed, "it is in Python's standard library")
+    hydra_log = logging.getLogger("hydra.utils")
+    disabled, hydra_log.disabled = hydra_log.disabled, True  # it logs the failure on its own, in several lines
+    try:
+        obj = get_object(path)
+    except Exception as e:
+        reason = import_failure(e)
+        raise ConfigError(
+            f"{key}={path!r} cannot be imported ({reason}). Give the dotted path of {allowed}, with its module on PYTHONPATH."
+        ) from None
+    finally:
+        hydra_log.disabled = disabled
+    wrong = wrong_kind(obj, kind)
+    if wrong:
+        raise _refused(path, key, allowed, wrong)
+    return obj
+
+
+def _refused(path: str, key: str, allowed: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"{key}={path!r} is refused: {why}, but it must be {allowed}. NeuroScope checks what a _target_ is "
+        "before calling it, so that no config (nor a run folder read by resume=) can run other code."
+    )

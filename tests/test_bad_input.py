@@ -116,7 +116,7 @@ def test_keys_outside_the_schema_are_refused_up_front(tmp_path, args, fragment):
 
 
 def test_free_form_params_are_not_unknown_keys():
-    from neuroscope.config import to_config
+    from neuroscope.typed import to_config
 
     config = to_config(compose(["+function.params.phase=0.5", "loss=poisson1d", "+loss.pde.params.extra=1"]))
     assert config.function.params["phase"] == 0.5 and config.loss.pde.params["extra"] == 1
@@ -139,9 +139,10 @@ def test_resume_refuses_a_crafted_target_in_the_source_config_and_runs_nothing(t
     import torch
 
     from neuroscope.checkpoint import config_data, fingerprint
-    from neuroscope.config import Config, to_config
+    from neuroscope.config import Config
 
     # A real run folder, then its config and its checkpoint's record of it crafted together, so
+    from neuroscope.typed import to_config
     # that the fingerprint check passes and only the kind of the _target_ stands in the way.
     src = tmp_path / "crafted"
     marker = tmp_path / "pwned"

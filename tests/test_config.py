@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from neuroscope import ConfigError, compose
 from neuroscope.config import Activation, Config, CurvatureMethod, VideoFormat
-from neuroscope.config import to_config
+from neuroscope.typed import to_config
 from neuroscope.run import build_target, resolve_device
 
 from .conftest import run_cli

@@ -240,7 +240,7 @@ def test_the_estimate_covers_every_file_a_run_writes(tmp_path):
 
 
 def hist_viz(config):
-    from neuroscope.config import to_config
+    from neuroscope.typed import to_config
 
     return to_config(config).viz
 

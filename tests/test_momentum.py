@@ -10,7 +10,8 @@ import torch
 from omegaconf import OmegaConf
 
 from neuroscope import ConfigError, compose, resume, train
-from neuroscope.config import OptimizerConfig, to_config
+from neuroscope.config import OptimizerConfig
+from neuroscope.typed import to_config
 from neuroscope.curvature import SharpnessTracker
 from neuroscope.optimizers import GradientDescent, HeavyBall, Nesterov, build_rule
 from neuroscope.rundir import MetricsWriter, read_metrics_csv

@@ -15,7 +15,8 @@ import torch
 from neuroscope import compose, train
 from neuroscope import rundir as hist
 from neuroscope.boundary import Neumann
-from neuroscope.config import ConfigError, to_config
+from neuroscope.config import ConfigError
+from neuroscope.typed import to_config
 from neuroscope.losses import build_pde
 from neuroscope.run import build, build_target
 from neuroscope.sweep import objective_value

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from neuroscope import ConfigError, compose, pde
-from neuroscope.config import resolve_target, to_config
+from neuroscope.targets import resolve_target
+from neuroscope.typed import to_config
 from neuroscope.losses import build_pde
 
 DT = torch.float64

@@ -12,7 +12,9 @@ from torch.func import functional_call
 
 from neuroscope import compose, train
 from neuroscope import data as data_mod
-from neuroscope.config import ConfigError, resolve_target, to_config
+from neuroscope.config import ConfigError
+from neuroscope.targets import resolve_target
+from neuroscope.typed import to_config
 from neuroscope.losses import build_pde
 
 from .test_pde import CUSTOM_LOSS_YAML

@@ -12,7 +12,7 @@ import torch
 from torch.func import functional_call, hessian
 
 from neuroscope import train
-from neuroscope.config import to_config
+from neuroscope.typed import to_config
 from neuroscope.run import build_model, seed_everything
 from neuroscope.rundir import read_metrics_csv
 

@@ -12,7 +12,7 @@ import torch
 from torch.func import functional_call
 
 from neuroscope import compose
-from neuroscope.config import to_config
+from neuroscope.typed import to_config
 from neuroscope.curvature import (
     CurvatureSurvey, DensityGrid, GaussNewtonOperator, HessianOperator, MatrixOperator, SharpnessTracker,
     bottom_columns, exact_hessian, hutchinson_trace, lanczos, spectral_density,

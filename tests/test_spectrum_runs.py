@@ -13,7 +13,7 @@ import torch
 from torch.func import functional_call
 
 from neuroscope import ConfigError, compose, train
-from neuroscope.config import to_config
+from neuroscope.typed import to_config
 from neuroscope.curvature import exact_hessian
 from neuroscope.data import make as make_problem
 from neuroscope.losses import Objective, build_pde
