@@ -374,11 +374,6 @@ def _jsonable(value: Any) -> Any:
 # ----------------------------------------------------------------------------- summary values
 
 
-def last_value(metrics: Mapping[str, np.ndarray], column: str) -> float:
-    """The last finite value of a column (a diverged run's NaN or inf is not a result); NaN if there is none."""
-    return last_finite(metrics, column)[0]
-
-
 def last_finite(metrics: Mapping[str, np.ndarray], column: str) -> tuple[float, Any]:
     """The last finite value of a column and the step it was recorded at; (NaN, None) if there is none."""
     v = np.asarray(metrics.get(column, ()), dtype=np.float64)
