@@ -101,6 +101,7 @@ class _Runs:
         self.theta: list = [None] * members
         self.s: list = [None] * members
         self.converged = np.zeros(members, dtype=bool)
+        self.alpha_max = np.zeros(members)  # the largest |alpha| so far: the scale of a breakdown
         self.running = np.flatnonzero(active)
         for e in self.running:
             start = random_vector(n, op.device, generators[e]) if v0[e] is None else v0[e].to(op.device, torch.float64)
@@ -108,40 +109,60 @@ class _Runs:
 
     def step(self, j: int, stop: BatchStop | None) -> None:
         """Lanczos step j of every running member; those that stop leave ``running``."""
-        run, m, members = self.running, j + 1, self.op.members
-        w = product(self.op, self.basis[:, j])
-        if len(run) < members:  # a stopped or frozen member's row (zero, or NaN once diverged) stays out
-            keep = torch.zeros(members, 1, dtype=torch.bool, device=w.device)
-            keep[torch.from_numpy(run).to(w.device)] = True
-            w = torch.where(keep, w, torch.zeros((), dtype=w.dtype, device=w.device))
-        alphas = _rows_dot(self.basis[:, j], w)
-        w = _rows_orthogonalize(w, self.basis[:, :m])
-        betas = _rows_norm(w)
-        self.alphas[run, j], self.betas[run, j], self.m[run] = alphas[run], betas[run], m
-        done = np.zeros(members, dtype=bool)
-        finite = np.isfinite(alphas[run]) & np.isfinite(betas[run])
-        for e in run[~finite]:  # no Ritz values from a non-finite operator: an honest failure
-            self.theta[e], self.s[e], done[e] = np.full(m, np.nan), np.full((m, m), np.nan), True
-        live = run[finite]
+        run, m = self.running, j + 1
+        w, alphas, betas = self._product(j)
+        # whole columns: a member that is not running never reads its entries from step j on
+        self.alphas[:, j], self.betas[:, j], self.m[run] = alphas, betas, m
+        np.maximum(self.alpha_max, np.abs(alphas), out=self.alpha_max)
+        done: set[int] = set()
+        live = run
+        if not np.isfinite(alphas[run] + betas[run]).all():  # no Ritz values from a non-finite operator
+            bad = run[~np.isfinite(alphas[run] + betas[run])]
+            for e in bad:
+                self.theta[e], self.s[e] = np.full(m, np.nan), np.full((m, m), np.nan)
+            done.update(bad.tolist())
+            live = run[np.isfinite(alphas[run] + betas[run])]
         if len(live) and (stop is not None or m == self.steps):
             theta, s = self._ritz(live, m)
             if stop is not None:
-                met = live[stop(theta, s, betas[live]) & (m >= self.min_iter[live])]
-                self.converged[met] = done[met] = True
-        left = live[~done[live]]
-        scale = np.maximum(np.abs(self.alphas[left, :m]).max(axis=1), 1e-300) if len(left) else np.zeros(0)
-        for e in left[betas[left] <= _BREAKDOWN * scale]:
+                met = live[stop(theta, s, betas[live]) & (self.min_iter[live] <= m)]
+                self.converged[met] = True
+                done.update(met.tolist())
+        broken = live[betas[live] <= _BREAKDOWN * np.maximum(self.alpha_max[live], 1e-300)]
+        for e in (e for e in broken.tolist() if e not in done):
             if m >= self.min_iter[e] or m == self.n:  # an invariant subspace: its Ritz pairs are exact
                 self._ritz(np.array([e]), m)
-                self.converged[e] = done[e] = True
+                self.converged[e] = True
+                done.add(e)
             else:  # continue from a random vector, uncoupled from the block before
                 w[e] = orthogonalize(random_vector(self.n, self.op.device, self.generators[e]), self.basis[e, :m])
                 betas[e] = float(torch.linalg.vector_norm(w[e]))
                 self.betas[e, j] = 0.0
-        self.running = run[~done[run]]
+        if done:
+            self.running = np.array([e for e in run.tolist() if e not in done], dtype=np.int64)
         if m < self.steps and len(self.running):
+            self._extend(m, w, betas)
+
+    def _product(self, j: int) -> tuple[Tensor, np.ndarray, np.ndarray]:
+        """Every member's next Lanczos vector before normalization, its alpha and its beta."""
+        w = product(self.op, self.basis[:, j])
+        members = self.op.members
+        if len(self.running) < members:  # a stopped or frozen member's row (zero, or NaN once diverged) stays out
+            keep = torch.zeros(members, 1, dtype=torch.bool, device=w.device)
+            keep[torch.from_numpy(self.running).to(w.device)] = True
+            w = torch.where(keep, w, torch.zeros((), dtype=w.dtype, device=w.device))
+        alphas = _rows_dot(self.basis[:, j], w)
+        w = _rows_orthogonalize(w, self.basis[:, : j + 1])
+        return w, alphas, _rows_norm(w)
+
+    def _extend(self, m: int, w: Tensor, betas: np.ndarray) -> None:
+        """Basis row m of the running members: w / beta."""
+        scale = torch.from_numpy(betas).to(w.device)[:, None]
+        if len(self.running) == self.op.members:
+            self.basis[:, m] = w / scale
+        else:
             rows = torch.from_numpy(self.running).to(w.device)
-            self.basis[rows, m] = w[rows] / torch.from_numpy(betas[self.running]).to(w.device)[:, None]
+            self.basis[rows, m] = w[rows] / scale[rows]
 
     def _ritz(self, members: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         theta, s = _tridiagonal_eigh(self.alphas[members, :m], self.betas[members, : m - 1])
@@ -225,9 +246,9 @@ def _top(theta: np.ndarray, k: int) -> np.ndarray:
 
 def _lanczos_stop(k: int, tol: float, bottom: bool) -> BatchStop:
     def stop(theta: np.ndarray, s: np.ndarray, beta: np.ndarray) -> np.ndarray:
-        top, last = _top(theta, k), s[:, -1, :]
-        residual = np.abs(beta[:, None] * np.take_along_axis(last, top, axis=1))
-        done = (residual <= tol * np.abs(np.take_along_axis(theta, top, axis=1))).all(axis=1)
+        rows, top = np.arange(len(theta))[:, None], _top(theta, k)
+        last = s[:, -1, :]
+        done = (np.abs(beta[:, None] * last[rows, top]) <= tol * np.abs(theta[rows, top])).all(axis=1)
         if bottom:
             done &= np.abs(beta * last[:, 0]) <= tol * np.abs(theta).max(axis=1)
         return done
