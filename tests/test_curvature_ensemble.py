@@ -13,6 +13,8 @@ import torch
 
 from neuroscope.curvature import COLD_MIN_ITER, MatrixOperator, SharpnessTracker, batched_lanczos, lanczos
 
+from .stacked_mlp import forward_stacked, member_params, stack
+
 # torch's forward-mode AD (hvp="auto" times torch.func) loads its decompositions through torch.jit.script once
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
@@ -22,25 +24,7 @@ pytestmark = [
 WIDTHS = (1, 6, 6, 1)  # 61 parameters per member
 
 
-# --------------------------------------------------------------------------- a stacked MLP
-
-
-def member_params(seed: int) -> list[torch.Tensor]:
-    torch.manual_seed(seed)
-    params = []
-    for fan_in, fan_out in zip(WIDTHS[:-1], WIDTHS[1:]):
-        layer = torch.nn.Linear(fan_in, fan_out).double()
-        params += [layer.weight.detach().clone(), layer.bias.detach().clone()]
-    return params
-
-
-def forward_stacked(params, x):
-    """x (E, n, 1); weights (E, out, in) and biases (E, out), one batched matmul per layer."""
-    h = x
-    for i in range(0, len(params), 2):
-        h = torch.baddbmm(params[i + 1].unsqueeze(1), h, params[i].mT)
-        h = torch.tanh(h) if i + 2 < len(params) else h
-    return h
+# --------------------------------------------------------------------------- the ensemble and its oracles
 
 
 def forward_single(params, x):
@@ -66,7 +50,7 @@ class Ensemble:
         self.x = torch.linspace(-3, 3, self.points, dtype=torch.float64)[None, :, None] + 0.1 * e
         self.y = torch.sin((1 + 0.3 * e) * self.x)
         for m in self.fit_self:
-            self.y[m] = forward_single(member_params(self.seeds[m]), self.x[m]).detach()
+            self.y[m] = forward_single(member_params(self.seeds[m], WIDTHS), self.x[m]).detach()
         self.c = torch.tensor(self.weights or [1.0] * len(self.seeds), dtype=torch.float64)
 
     @property
@@ -80,10 +64,10 @@ class Ensemble:
         return lambda ps: self.c[e] * ((forward_single(ps, self.x[e]) - self.y[e]) ** 2).mean()
 
     def stacked(self) -> list[torch.Tensor]:
-        return [torch.stack(ps).requires_grad_(True) for ps in zip(*(member_params(s) for s in self.seeds))]
+        return stack([member_params(s, WIDTHS) for s in self.seeds])
 
     def separate(self) -> list[list[torch.Tensor]]:
-        return [[p.requires_grad_(True) for p in member_params(s)] for s in self.seeds]
+        return [[p.requires_grad_(True) for p in member_params(s, WIDTHS)] for s in self.seeds]
 
 
 def dense_spectrum(loss_fn, params) -> torch.Tensor:
