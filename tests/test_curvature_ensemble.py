@@ -166,7 +166,7 @@ def test_batched_lanczos_gives_each_member_what_its_own_lanczos_gives():
     assert op.hvps == max(steps)  # one batched product per step serves every member still running
 
 
-def test_an_inactive_member_is_never_started():
+def test_an_inactive_member_is_never_started_and_a_non_finite_one_fails_alone():
     blocks = torch.stack([torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64) * (e + 1)) for e in range(3)])
     blocks[1] = torch.nan  # a diverged member: its rows must not reach the others
     op = BlockDiagonal(blocks)
@@ -175,6 +175,10 @@ def test_an_inactive_member_is_never_started():
     assert ours[1] is None
     for e in (0, 2):
         assert ours[e].converged and abs(ours[e].sharpness - 10.0 * (e + 1)) < 1e-9
+    # measured all the same, the non-finite member fails alone, honestly, after one product
+    ours = batched_lanczos(op, k=1, tol=1e-10, max_iter=10, generators=[torch.Generator().manual_seed(e) for e in range(3)])
+    assert not ours[1].converged and ours[1].hvps == 1 and torch.isnan(ours[1].eigenvalues).all()
+    assert all(ours[e].converged and abs(ours[e].sharpness - 10.0 * (e + 1)) < 1e-9 for e in (0, 2))
 
 
 # --------------------------------------------------------------------------- the tracker, on stacked nets

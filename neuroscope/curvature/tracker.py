@@ -5,6 +5,7 @@ for an ensemble, every member's, from batched products, each member tracked as i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from numbers import Integral
 from typing import Sequence
 
 import torch
@@ -77,7 +78,7 @@ class SharpnessTracker:
             raise ValueError(f"hvp must be one of {HVP_VARIANTS + ('auto',)}, got {hvp!r}")
         if bottom and not SOLVERS[method].bottom:
             raise ValueError(f"method {method!r} cannot find the smallest eigenvalue (bottom=True)")
-        seeds = [seed] * members if isinstance(seed, int) else [int(s) for s in seed]
+        seeds = [int(seed)] * members if isinstance(seed, Integral) else [int(s) for s in seed]
         if members < 1 or len(seeds) != members:
             raise ValueError(f"need members >= 1 and one seed per member; got members={members}, {len(seeds)} seeds")
         self.bottom, self.members = bottom, members
