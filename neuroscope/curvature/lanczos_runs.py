@@ -102,7 +102,8 @@ class _Runs:
         self.s: list = [None] * members
         self.converged = np.zeros(members, dtype=bool)
         self.alpha_max = np.zeros(members)  # the largest |alpha| so far: the scale of a breakdown
-        self.running = np.flatnonzero(active)
+        self.in_run = np.array(active, dtype=bool)
+        self.running = np.flatnonzero(self.in_run)
         for e in self.running:
             start = random_vector(n, op.device, generators[e]) if v0[e] is None else v0[e].to(op.device, torch.float64)
             self.basis[e, 0] = unit(start)
@@ -116,19 +117,21 @@ class _Runs:
         np.maximum(self.alpha_max, np.abs(alphas), out=self.alpha_max)
         done: set[int] = set()
         live = run
-        if not np.isfinite(alphas[run] + betas[run]).all():  # no Ritz values from a non-finite operator
-            bad = run[~np.isfinite(alphas[run] + betas[run])]
-            for e in bad:
+        if not np.isfinite(alphas.sum() + betas.sum()):  # rows out of the run are zero
+            finite = np.isfinite(alphas[run] + betas[run])
+            for e in run[~finite]:  # no Ritz values from a non-finite operator: an honest failure
                 self.theta[e], self.s[e] = np.full(m, np.nan), np.full((m, m), np.nan)
-            done.update(bad.tolist())
-            live = run[np.isfinite(alphas[run] + betas[run])]
+                done.add(int(e))
+            live = run[finite]
         if len(live) and (stop is not None or m == self.steps):
             theta, s = self._ritz(live, m)
             if stop is not None:
-                met = live[stop(theta, s, betas[live]) & (self.min_iter[live] <= m)]
-                self.converged[met] = True
-                done.update(met.tolist())
-        broken = live[betas[live] <= _BREAKDOWN * np.maximum(self.alpha_max[live], 1e-300)]
+                met = stop(theta, s, betas[live])
+                if met.any():
+                    met = live[met & (self.min_iter[live] <= m)]
+                    self.converged[met] = True
+                    done.update(met.tolist())
+        broken = np.flatnonzero(self.in_run & (betas <= _BREAKDOWN * np.maximum(self.alpha_max, 1e-300)))
         for e in (e for e in broken.tolist() if e not in done):
             if m >= self.min_iter[e] or m == self.n:  # an invariant subspace: its Ritz pairs are exact
                 self._ritz(np.array([e]), m)
@@ -139,7 +142,8 @@ class _Runs:
                 betas[e] = float(torch.linalg.vector_norm(w[e]))
                 self.betas[e, j] = 0.0
         if done:
-            self.running = np.array([e for e in run.tolist() if e not in done], dtype=np.int64)
+            self.in_run[list(done)] = False
+            self.running = np.flatnonzero(self.in_run)
         if m < self.steps and len(self.running):
             self._extend(m, w, betas)
 
@@ -157,12 +161,11 @@ class _Runs:
 
     def _extend(self, m: int, w: Tensor, betas: np.ndarray) -> None:
         """Basis row m of the running members: w / beta."""
-        scale = torch.from_numpy(betas).to(w.device)[:, None]
         if len(self.running) == self.op.members:
-            self.basis[:, m] = w / scale
+            torch.div(w, torch.from_numpy(betas).to(w.device).unsqueeze(1), out=self.basis[:, m])
         else:
             rows = torch.from_numpy(self.running).to(w.device)
-            self.basis[rows, m] = w[rows] / scale[rows]
+            self.basis[rows, m] = w[rows] / torch.from_numpy(betas[self.running]).to(w.device).unsqueeze(1)
 
     def _ritz(self, members: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         theta, s = _tridiagonal_eigh(self.alphas[members, :m], self.betas[members, : m - 1])
