@@ -23,6 +23,19 @@ class Operator(Protocol):
     def matvec(self, v: Tensor) -> Tensor: ...
 
 
+class MemberOperator(Protocol):
+    """E symmetric operators of one size applied at once (an ensemble's block-diagonal Hessian):
+    ``matvec`` maps (members, size) rows to (members, size), row e by member e's operator.
+    ``size`` is one member's."""
+
+    members: int
+    size: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def matvec(self, v: Tensor) -> Tensor: ...
+
+
 @dataclass
 class EigenResult:
     """Top-k eigenpairs of one operator, and what finding them cost.
@@ -83,11 +96,15 @@ def product(op: Operator, v: Tensor) -> Tensor:
 
 
 def orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
-    """Remove from ``w`` its components along the orthonormal rows of ``basis``; twice (CGS2)."""
-    if basis.shape[0] == 0:
+    """Remove from ``w`` its components along the orthonormal rows of ``basis``; twice (CGS2).
+    Batched: ``w`` (E, n) and ``basis`` (E, m, n), each row of ``w`` against its own basis."""
+    if basis.shape[-2] == 0:
         return w
     for _ in range(2):
-        w = w - basis.T @ (basis @ w)
+        if w.dim() == 1:
+            w = w - basis.T @ (basis @ w)
+        else:
+            w = w - ((w.unsqueeze(-2) @ basis.mT) @ basis).squeeze(-2)  # row-vector form: 4x bmm's column form on CPU
     return w
 
 

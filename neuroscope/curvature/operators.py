@@ -189,17 +189,19 @@ class HvpCosts:
 def measure_hvp_costs(
     loss_fn: LossFn, params: Sequence[Tensor], *, grads: Sequence[Tensor] | None = None,
     variants: Sequence[str] = HVP_VARIANTS, rounds: int = 3, generator: torch.Generator | None = None,
+    probe: Tensor | None = None,
 ) -> HvpCosts:
     """Time a gradient, the gradient graph and one product of each variant, in interleaved
     rounds, keeping the best of ``rounds`` (contention only ever adds time, and interleaving
     spreads it over all variants). A variant that raises (torch.func on a PINN loss) or whose
     product differs from double backward by more than 1e-3 relative is excluded, with the reason.
+    The products are of ``probe`` (flat, float64), or of a random vector drawn from ``generator``.
     """
     params = list(params)
     device = params[0].device
     graph = grads if has_graph(grads) else gradient(loss_fn, params, create_graph=True)
     ops = {name: HessianOperator(loss_fn, params, hvp=name, grads=graph) for name in ("reuse", *variants)}
-    v = random_vector(ops["reuse"].size, device, generator).to(params[0].dtype)
+    v = (random_vector(ops["reuse"].size, device, generator) if probe is None else probe).to(params[0].dtype)
     timers: dict[str, Callable[[], object]] = {
         "gradient": lambda: gradient(loss_fn, params),
         "graph": lambda: gradient(loss_fn, params, create_graph=True),

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .base import Operator, product, rademacher_vector
-from .solvers import krylov
+from .lanczos_runs import krylov
 
 
 @dataclass
