@@ -1,0 +1,344 @@
+"""The work of ``hydra/launcher=batched`` (hydra_plugins/neuroscope_batched): every job of a
+sweep composed once, checked, grouped by ``batching.group_by_key`` and trained group by group
+with ``run.train_group``, one training loop per group, in this process.
+
+Each job is set up the way ``hydra.core.utils.run_job`` sets one up: its output folder, its
+``.hydra/`` files (config.yaml, hydra.yaml, overrides.yaml), its log file, ``HydraConfig`` and
+the callbacks' ``on_job_start`` / ``on_job_end``, and it gets one ``JobReturn`` whose value is
+what the task function returns (``objective_value``), in job order. Only the training is
+shared: the task function is not called per job.
+
+A job whose config fails its checks fails alone (its folder has the ``.hydra/`` files and
+its log the one-paragraph error; the sweep exits 2 once the others ran, as a run exits 2). A
+signal stops the group training (train_group saves every member ``interrupted``) and no
+further group is launched; a second one stops at once, with the task function's exit status.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, filter_overrides, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from .. import stopping
+from ..config import Config, ConfigError, UserError
+from .callback import objective_value
+
+if TYPE_CHECKING:
+    from hydra.plugins.launcher import Launcher
+
+    from ..run import RunResult
+
+log = logging.getLogger("neuroscope")
+
+
+@dataclass
+class Job:
+    """One job of the sweep: its composed config (with ``hydra``), what the task gets (without
+    it), its typed config once checked, or the error that stopped it."""
+
+    num: int
+    config: DictConfig
+    task_cfg: DictConfig
+    overrides: list[str]
+    typed: Optional[Config] = None
+    error: Optional[BaseException] = None
+    result: Optional["RunResult"] = None
+    ret: Optional[JobReturn] = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.hydra.runtime.output_dir)
+
+
+def launch(launcher: "Launcher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Launch the jobs ``job_overrides`` names (numbered from ``initial_job_idx``); their
+    JobReturns in job order (only the jobs launched, when a signal stopped the sweep)."""
+    from ..batching import group_by_key
+
+    setup_globals()
+    base: DictConfig = launcher.config
+    max_batch = _max_batch(base)
+    configure_log(base.hydra.hydra_logging, base.hydra.verbose)
+    Path(str(base.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info("Launching %d jobs as ensembles (hydra/launcher=batched, max_batch=%s)", len(job_overrides), max_batch or "no cap")
+    jobs = [_compose(launcher, list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
+    for job in jobs:
+        log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+        _check(job)
+    good = [j for j in jobs if j.error is None]
+    alone = [[j] for j in good if j.typed.resume]  # a resumed run continues its own folder, on its own
+    batched = [j for j in good if not j.typed.resume]
+    groups = [[batched[i] for i in g] for g in group_by_key([j.typed for j in batched], max_batch)] + alone
+    log.info("%d jobs in %d ensemble%s: %s", len(good), len(groups), "s" * (len(groups) != 1),
+             "; ".join(f"#{g[0].num}.. ({len(g)})" if len(g) > 1 else f"#{g[0].num}" for g in groups) or "none")
+    for job in jobs:
+        if job.error is not None:
+            _fail(launcher, job)
+    for i, group in enumerate(groups):
+        if stopping.sweep_signal() is not None:
+            left = sum(len(g) for g in groups[i:])
+            log.warning("the sweep was interrupted (%s): %d job%s not launched", stopping.signal_name(stopping.sweep_signal()),
+                        left, "s" * (left != 1))
+            break
+        _run_group(launcher, group)
+        configure_log(base.hydra.hydra_logging, base.hydra.verbose)
+    failed = [j for j in jobs if isinstance(j.error, UserError)]
+    if failed:  # as a run with a bad config exits, once every other job ran
+        log.error("%d job%s could not run (%s); the other jobs' files are kept", len(failed), "s" * (len(failed) != 1),
+                  ", ".join(f"#{j.num}" for j in failed))
+        sys.exit(2)
+    return [j.ret for j in jobs if j.ret is not None]
+
+
+def _max_batch(base: DictConfig) -> int:
+    value = OmegaConf.select(base, "hydra.launcher.max_batch", default=0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"hydra.launcher.max_batch={value} is not allowed: give the most jobs one ensemble may train "
+                          "at once, a whole number >= 1, or 0 for no cap (e.g. hydra.launcher.max_batch=64).")
+    return value
+
+
+def _compose(launcher: "Launcher", overrides: list[str], num: int) -> Job:
+    """The job's config as Hydra composes it for a sweep job, with its number, id and output folder."""
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
+    with open_dict(config):
+        config.hydra.job.id = num
+        config.hydra.job.num = num
+    HydraConfig.instance().set_config(config)  # ${hydra:...} in the folder names resolve against this job
+    output_dir = os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")), str(OmegaConf.select(config, "hydra.sweep.subdir")))
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+    task_cfg = copy.deepcopy(config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return Job(num=num, config=config, task_cfg=task_cfg, overrides=[str(o) for o in config.hydra.overrides.task])
+
+
+def _check(job: Job) -> None:
+    """The job's typed config, as its run would check it; a UserError is kept as the job's error."""
+    from ..checks import checked_config
+
+    HydraConfig.instance().set_config(job.config)
+    try:
+        job.typed = checked_config(job.task_cfg, job.overrides)
+    except UserError as e:
+        job.error = e
+
+
+def _start(launcher: "Launcher", job: Job) -> None:
+    """What run_job does before the task function: HydraConfig, the folder, the .hydra/ files,
+    the job's logging, ``on_job_start``."""
+    HydraConfig.instance().set_config(job.config)
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    if job.config.hydra.output_subdir is not None:
+        hydra_dir = job.output_dir / str(job.config.hydra.output_subdir)
+        hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+        for name, cfg in (("config.yaml", job.task_cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", job.config.hydra.overrides.task)):
+            _save_config(cfg, name, hydra_dir)
+    with env_override(dict(job.config.hydra.job.env_set)):
+        launcher.hydra_context.callbacks.on_job_start(config=job.config, task_function=launcher.task_function)
+
+
+def _save_config(cfg: Any, filename: str, folder: Path) -> None:
+    """As Hydra writes a job's .hydra/ files (the YAML of the node, UTF-8)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / filename).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
+
+
+def _finish(launcher: "Launcher", job: Job, status: JobStatus, value: Any) -> None:
+    """The job's JobReturn, as run_job makes it, and ``on_job_end``."""
+    HydraConfig.instance().set_config(job.config)
+    ret = JobReturn(overrides=list(job.overrides), cfg=job.task_cfg, hydra_cfg=copy.deepcopy(HydraConfig.instance().cfg),
+                    working_dir=os.getcwd(), task_name=JobRuntime.instance().get("name"), status=status)
+    ret.return_value = value
+    job.ret = ret
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    launcher.hydra_context.callbacks.on_job_end(config=job.config, job_return=ret)
+
+
+def _fail(launcher: "Launcher", job: Job) -> None:
+    """A job that cannot run: its folder, .hydra/ files and log with the error, as its run
+    would leave them (the task function logs a UserError and exits 2)."""
+    with _job_logs(launcher, [job]):
+        _start(launcher, job)
+        log.error("%s", job.error)
+    _finish(launcher, job, JobStatus.FAILED, job.error)
+
+
+def _run_group(launcher: "Launcher", group: list[Job]) -> None:
+    """Train one group as one ensemble and record each member's outcome."""
+    from ..stopping import Interrupted
+
+    with _job_logs(launcher, group) as logs:
+        for job in group:
+            _start(launcher, job)
+        HydraConfig.instance().set_config(group[0].config)
+        try:
+            with env_override(dict(group[0].config.hydra.job.env_set)):
+                results = _train(group, logs)
+        except UserError as e:  # e.g. the disk cannot take the group's files: every member fails with it
+            log.error("%s", e)
+            for job in group:
+                job.error = e
+        except Interrupted as e:  # a second signal: stop at once, as the task function does
+            log.error("%s; the files already written are kept", e)
+            sys.exit(e.exit_code)
+        except Exception as e:  # a crash: each member fails with it, as a crashing task function's job does
+            log.exception("the ensemble of jobs %s failed", ", ".join(f"#{j.num}" for j in group))
+            for job in group:
+                job.error = e
+    for job in group:
+        _restore_config(job)
+        if job.error is None:
+            _finish(launcher, job, JobStatus.COMPLETED, objective_value(job.result.summary))
+        else:
+            _finish(launcher, job, JobStatus.FAILED, job.error)
+
+
+def _train(group: list[Job], logs: "JobLogs") -> list["RunResult"]:
+    """``run.train_group`` on the group's configs and folders (the group's resume overrides
+    for a resumed run, alone in its group)."""
+    overrides = group[0].overrides if group[0].typed.resume else ()
+    configs = [j.task_cfg if j.typed.resume else j.typed for j in group]
+    train = train_group()
+    if train is _one_by_one:
+        results = _one_by_one(group, configs, overrides, logs)
+    else:
+        results = train(configs, [j.output_dir for j in group], overrides=overrides)
+    for job, result in zip(group, results):
+        job.result = result
+    return results
+
+
+def _restore_config(job: Job) -> None:
+    """Keep ``.hydra/config.yaml`` as Hydra wrote it (a trainer that does not see this job's
+    HydraConfig would write the typed config there instead)."""
+    path = job.output_dir / str(job.config.hydra.output_subdir or ".hydra") / "config.yaml"
+    text = OmegaConf.to_yaml(job.task_cfg)
+    if job.config.hydra.output_subdir is not None and path.exists() and path.read_text(encoding="utf-8") != text:
+        _save_config(job.task_cfg, "config.yaml", path.parent)
+
+
+# ------------------------------------------------------------------------------ job logs
+
+
+class JobLogs:
+    """Each member's own log file while its group trains: the job logging's file handlers
+    (configured for the first member, as Hydra configures a job's) replaced by one handler
+    that sends a record to the file of the member it names (``extra={"run_dir": ...}``, or
+    the run folder as an argument of the message, as run.run's lines give it), and a record
+    that names none to the members ``active`` lists (the whole group unless narrowed)."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self.active: list[Path] = [j.output_dir.resolve() for j in jobs]
+        self._files: dict[Path, list[logging.Handler]] = {d: [] for d in self.active}
+        self._replaced: list[logging.Handler] = []
+
+    def install(self) -> None:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            paths = [OmegaConf.select(j.config, f"hydra.job_logging.handlers.{handler.name}.filename") for j in self.jobs]
+            if handler.name is None or any(p is None for p in paths):
+                continue
+            root.removeHandler(handler)
+            handler.close()
+            self._replaced.append(handler)
+            for job, path in zip(self.jobs, paths):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                member = logging.FileHandler(path, mode=handler.mode, encoding=handler.encoding)
+                member.setFormatter(handler.formatter)
+                member.setLevel(handler.level)
+                self._files[job.output_dir.resolve()].append(member)
+        if self._replaced:
+            root.addHandler(_Router(self))
+
+    def targets(self, record: logging.LogRecord) -> list[Path]:
+        named = [getattr(record, "run_dir", None)] + list(record.args if isinstance(record.args, tuple) else ())
+        hits = [d for d in self._files if any(isinstance(a, (str, os.PathLike)) and _same(a, d) for a in named if a)]
+        return hits or self.active
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for folder in self.targets(record):
+            for handler in self._files[folder]:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+    def close(self) -> None:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, _Router) and h.logs is self]:
+            root.removeHandler(handler)
+        for handlers in self._files.values():
+            for handler in handlers:
+                handler.close()
+
+
+def _same(value: Any, folder: Path) -> bool:
+    try:
+        return Path(value).resolve() == folder
+    except (OSError, ValueError):
+        return False
+
+
+class _Router(logging.Handler):
+    def __init__(self, logs: JobLogs) -> None:
+        super().__init__()
+        self.logs = logs
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.logs.emit(record)
+
+
+class _job_logs:
+    """Context: the job logging of ``jobs[0]`` (console + file, as Hydra configures a job's),
+    its files split per member (:class:`JobLogs`)."""
+
+    def __init__(self, launcher: "Launcher", jobs: list[Job]) -> None:
+        self.jobs, self.verbose = jobs, launcher.config.hydra.verbose
+
+    def __enter__(self) -> JobLogs:
+        for job in self.jobs:  # the log files go there
+            job.output_dir.mkdir(parents=True, exist_ok=True)
+        HydraConfig.instance().set_config(self.jobs[0].config)
+        configure_log(self.jobs[0].config.hydra.job_logging, self.verbose)
+        self.logs = JobLogs(self.jobs)
+        self.logs.install()
+        return self.logs
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logs.close()
+
+
+# ------------------------------------------------------------------------- the trainer
+
+
+def train_group() -> Callable[..., list["RunResult"]]:
+    """``run.train_group`` (one training loop for the whole group), or until it exists the
+    stand-in below."""
+    from .. import run as run_mod
+
+    return getattr(run_mod, "train_group", None) or _one_by_one
+
+
+# STAND-IN until run.train_group lands (issue 12, ensemble core): each member trained on its
+# own with run.run under its own HydraConfig, its log lines sent to its own file. The
+# integrator deletes this function and the `train is _one_by_one` branch in _train.
+def _one_by_one(jobs: list[Job], configs: Sequence[Any], overrides: Sequence[str], logs: JobLogs) -> list["RunResult"]:
+    from ..run import run
+
+    results, everyone = [], logs.active
+    for job, cfg in zip(jobs, configs):
+        HydraConfig.instance().set_config(job.config)
+        logs.active = [job.output_dir.resolve()]
+        results.append(run(cfg, job.output_dir, overrides=overrides))
+    logs.active = everyone
+    return results
