@@ -6,6 +6,7 @@ The launcher's pieces run in process through Hydra's public API (a config loader
 GlobalHydra, a HydraContext with recording callbacks); two slow tests run the CLI."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -22,7 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobStatus
 from hydra.types import HydraContext, RunMode
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from neuroscope import rundir as hist
 from neuroscope import run as run_mod
@@ -153,6 +154,35 @@ def test_jobs_split_by_width_and_max_batch_each_folder_complete_and_callbacks_in
     result = summarize(sweep_dir, plot=True)  # the sweep callback's summary from these folders
     rows = list(csv.DictReader(open(result.csv, newline="")))
     assert [r["status"] for r in rows] == ["finished"] * 5 and result.png.exists()
+
+
+def test_a_job_composed_from_another_jobs_config_equals_hydras_composition(launch, monkeypatch):
+    """The Composer composes once per set of groups and keys and patches plain values in; the
+    oracle is Hydra's own composition of each job (load_sweep_config)."""
+    composed = []
+    jobs = [["lr=0.05", "model.width=8", "function=poly"], ["lr=0.2", "model.width=16", "function=poly"],
+            ["lr=0.1", "model.width=16", "function=sin"], ["lr=0.3", "model.width=4", "function=sin"]]
+    monkeypatch.setattr(batched, "_run_group", lambda launcher, group: composed.extend(group))
+    patched, real = [], batched.Composer._patched
+    monkeypatch.setattr(batched.Composer, "_patched", staticmethod(lambda t, p: patched.append(p) or real(t, p)))
+    launch(jobs, common=("steps=12", "viz.format=none"))
+    assert [j.num for j in composed] == [0, 1, 2, 3]
+    assert len(patched) == 2  # jobs 1 and 3 came from jobs 0 and 2, not from a composition of their own
+    with initialize_config_module("neuroscope.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for job, overrides in zip(composed, jobs):
+            base = loader.load_configuration("config", overrides=[f"hydra.sweep.dir={job.config.hydra.sweep.dir}",
+                "hydra/launcher=batched", "hydra.launcher.max_batch=0",
+                "hydra.job.config.override_dirname.exclude_keys=[steps,viz.format]"], run_mode=RunMode.MULTIRUN)
+            hydra_own = loader.load_sweep_config(base, ["steps=12", "viz.format=none", *overrides])
+            ours = copy.deepcopy(job.config)
+            with open_dict(hydra_own):
+                hydra_own.hydra.job.num = hydra_own.hydra.job.id = job.num
+                hydra_own.hydra.runtime.output_dir = ours.hydra.runtime.output_dir
+            assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydra_own)
+    assert [Path(str(j.config.hydra.runtime.output_dir)).name for j in composed] == [
+        "0_function=poly,lr=0.05,model.width=8", "1_function=poly,lr=0.2,model.width=16",
+        "2_function=sin,lr=0.1,model.width=16", "3_function=sin,lr=0.3,model.width=4"]
 
 
 def test_a_bad_job_fails_alone_with_its_error_in_its_log_and_the_sweep_exits_2(launch, caplog):

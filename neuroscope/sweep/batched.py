@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +49,12 @@ class Job:
     config: DictConfig
     task_cfg: DictConfig
     overrides: list[str]
+    hydra_cfg: Optional[DictConfig] = None  # what HydraConfig holds for this job
     typed: Optional[Config] = None
     error: Optional[BaseException] = None
     result: Optional["RunResult"] = None
     ret: Optional[JobReturn] = None
+    config_yaml: str = ""  # .hydra/config.yaml as written
 
     @property
     def output_dir(self) -> Path:
@@ -69,10 +72,11 @@ def launch(launcher: "Launcher", job_overrides: Sequence[Sequence[str]], initial
     configure_log(base.hydra.hydra_logging, base.hydra.verbose)
     Path(str(base.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Launching %d jobs as ensembles (hydra/launcher=batched, max_batch=%s)", len(job_overrides), max_batch or "no cap")
-    jobs = [_compose(launcher, list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
+    composer, checker = Composer(launcher), Checker()
+    jobs = [composer.job(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
     for job in jobs:
         log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
-        _check(job)
+        checker.check(job)
     good = [j for j in jobs if j.error is None]
     alone = [[j] for j in good if j.typed.resume]  # a resumed run continues its own folder, on its own
     batched = [j for j in good if not j.typed.resume]
@@ -106,57 +110,137 @@ def _max_batch(base: DictConfig) -> int:
     return value
 
 
-def _compose(launcher: "Launcher", overrides: list[str], num: int) -> Job:
-    """The job's config as Hydra composes it for a sweep job, with its number, id and output folder."""
-    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
-    with open_dict(config):
-        config.hydra.job.id = num
-        config.hydra.job.num = num
-    HydraConfig.instance().set_config(config)  # ${hydra:...} in the folder names resolve against this job
-    output_dir = os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")), str(OmegaConf.select(config, "hydra.sweep.subdir")))
-    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
-    task_cfg = copy.deepcopy(config)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
-    return Job(num=num, config=config, task_cfg=task_cfg, overrides=[str(o) for o in config.hydra.overrides.task])
+class Composer:
+    """Each job's config as Hydra composes a sweep job's (``load_sweep_config``), composing
+    only once per distinct set of config groups and keys: a job whose overrides differ from an
+    already composed job's only in plain values (``lr=0.2``, ``model.width=8``; no group, no
+    ``+``/``~``, no hydra key, no list or dict) is that job's config with its values set as
+    Hydra sets a value override (``OmegaConf.update``), its ``hydra.overrides.task`` and
+    ``hydra.job.override_dirname`` as Hydra computes them. Composing costs about as much as a
+    short run; this keeps a sweep's start-up from growing with its length."""
+
+    def __init__(self, launcher: "Launcher") -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.launcher = launcher
+        self.parser = OverridesParser.create()
+        self.templates: dict[tuple, tuple[DictConfig, DictConfig]] = {}  # (config, task config) as composed
+        self.groups = set(OmegaConf.select(launcher.config, "hydra.runtime.choices", default={}) or {})
+
+    def job(self, overrides: list[str], num: int) -> Job:
+        """The job, with HydraConfig set to it (as run_job sets it)."""
+        config, task_cfg = self._configs(overrides)
+        with open_dict(config):
+            config.hydra.job.id = num
+            config.hydra.job.num = num
+        sweep = config.hydra.sweep
+        if "${hydra:" in str(OmegaConf.to_container(sweep, resolve=False)):
+            HydraConfig.instance().set_config(config)  # the folder names use this job's HydraConfig
+        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+            config.hydra.runtime.output_dir = os.path.abspath(os.path.join(str(sweep.dir), str(sweep.subdir)))
+        HydraConfig.instance().set_config(config)
+        return Job(num=num, config=config, task_cfg=task_cfg, overrides=[str(o) for o in config.hydra.overrides.task],
+                   hydra_cfg=HydraConfig.instance().cfg)
+
+    def _configs(self, overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+        """The job's config and its task config (the config without ``hydra``)."""
+        parsed = self.parser.parse_overrides(overrides)
+        shape = tuple((o.key_or_group, None if self._plain(o) else o.input_line) for o in parsed)
+        template = self.templates.get(shape)
+        if template is not None:
+            try:
+                return self._patched(template[0], parsed), self._patched(template[1], parsed, hydra=False)
+            except Exception:  # compose it whole: Hydra says what is wrong
+                pass
+        config = self.launcher.hydra_context.config_loader.load_sweep_config(self.launcher.config, overrides)
+        task_cfg = copy.deepcopy(config)
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        self.templates.setdefault(shape, (copy.deepcopy(config), copy.deepcopy(task_cfg)))
+        return config, task_cfg
+
+    def _plain(self, o: Any) -> bool:
+        return (not o.is_hydra_override() and not o.is_add() and not o.is_delete() and not o.is_force_add()
+                and o.package is None and not o.is_sweep_override() and o.key_or_group not in self.groups
+                and not isinstance(o.value(), (dict, list)))
+
+    @staticmethod
+    def _patched(template: DictConfig, parsed: list[Any], hydra: bool = True) -> DictConfig:
+        config = copy.deepcopy(template)
+        task = [o for o in parsed if not o.is_hydra_override()]
+        for o in task:
+            OmegaConf.update(config, o.key_or_group, o.value(), merge=True)
+        if not hydra:
+            return config
+        dirname = config.hydra.job.config.override_dirname
+        lines = sorted(o.input_line for o in task if o.key_or_group not in dirname.exclude_keys)
+        with open_dict(config.hydra):
+            config.hydra.overrides.task = [o.input_line for o in task]
+            # as Hydra names a job (its config loader's get_overrides_dirname)
+            config.hydra.job.override_dirname = re.sub("=", dirname.kv_sep, dirname.item_sep.join(lines))
+        return config
 
 
-def _check(job: Job) -> None:
-    """The job's typed config, as its run would check it; a UserError is kept as the job's error."""
-    from ..checks import checked_config
+class Checker:
+    """Each job's typed config, with every check its run makes (``checks.checked_config``): the
+    schema's checks for every job, the checks of what the run builds (``check_runnable``: the
+    device, the model, the function, the PDE, memory) once per ensemble key, since jobs with
+    one ``batch_key`` differ only in values those checks do not look at. A UserError is kept
+    as the job's error."""
 
-    HydraConfig.instance().set_config(job.config)
-    try:
-        job.typed = checked_config(job.task_cfg, job.overrides)
-    except UserError as e:
-        job.error = e
+    def __init__(self) -> None:
+        self.seen: dict[str, Optional[UserError]] = {}
+
+    def check(self, job: Job) -> None:
+        from ..batching import batch_key
+        from ..checks import check_runnable, checked_config
+        from ..typed import to_config
+
+        HydraConfig.instance().cfg = job.hydra_cfg  # ${hydra:...} in the config resolve against this job
+        try:
+            config = to_config(job.task_cfg)
+            if config.resume:
+                job.typed = checked_config(job.task_cfg, job.overrides)
+                return
+            key = batch_key(config)
+            if key not in self.seen:
+                try:
+                    check_runnable(config)
+                    self.seen[key] = None
+                except UserError as e:
+                    self.seen[key] = e
+            if self.seen[key] is not None:
+                raise self.seen[key]
+            job.typed = config
+        except UserError as e:
+            job.error = e
 
 
 def _start(launcher: "Launcher", job: Job) -> None:
     """What run_job does before the task function: HydraConfig, the folder, the .hydra/ files,
     the job's logging, ``on_job_start``."""
-    HydraConfig.instance().set_config(job.config)
+    HydraConfig.instance().cfg = job.hydra_cfg
     job.output_dir.mkdir(parents=True, exist_ok=True)
     if job.config.hydra.output_subdir is not None:
         hydra_dir = job.output_dir / str(job.config.hydra.output_subdir)
-        hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
-        for name, cfg in (("config.yaml", job.task_cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", job.config.hydra.overrides.task)):
-            _save_config(cfg, name, hydra_dir)
+        job.config_yaml = OmegaConf.to_yaml(job.task_cfg)
+        for name, text in (("config.yaml", job.config_yaml), ("hydra.yaml", OmegaConf.to_yaml(job.hydra_cfg)),
+                           ("overrides.yaml", OmegaConf.to_yaml(job.config.hydra.overrides.task))):
+            _save_config(text, name, hydra_dir)
     with env_override(dict(job.config.hydra.job.env_set)):
         launcher.hydra_context.callbacks.on_job_start(config=job.config, task_function=launcher.task_function)
 
 
-def _save_config(cfg: Any, filename: str, folder: Path) -> None:
+def _save_config(text: str, filename: str, folder: Path) -> None:
     """As Hydra writes a job's .hydra/ files (the YAML of the node, UTF-8)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / filename).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
+    (folder / filename).write_text(text, encoding="utf-8")
 
 
 def _finish(launcher: "Launcher", job: Job, status: JobStatus, value: Any) -> None:
     """The job's JobReturn, as run_job makes it, and ``on_job_end``."""
-    HydraConfig.instance().set_config(job.config)
-    ret = JobReturn(overrides=list(job.overrides), cfg=job.task_cfg, hydra_cfg=copy.deepcopy(HydraConfig.instance().cfg),
+    HydraConfig.instance().cfg = job.hydra_cfg
+    ret = JobReturn(overrides=list(job.overrides), cfg=job.task_cfg, hydra_cfg=job.hydra_cfg,
                     working_dir=os.getcwd(), task_name=JobRuntime.instance().get("name"), status=status)
     ret.return_value = value
     job.ret = ret
@@ -181,7 +265,7 @@ def _run_group(launcher: "Launcher", group: list[Job]) -> None:
     with _job_logs(launcher, group) as logs:
         for job in group:
             _start(launcher, job)
-        HydraConfig.instance().set_config(group[0].config)
+        HydraConfig.instance().cfg = group[0].hydra_cfg
         try:
             with env_override(dict(group[0].config.hydra.job.env_set)):
                 results = _train(group, logs)
@@ -222,10 +306,11 @@ def _train(group: list[Job], logs: "JobLogs") -> list["RunResult"]:
 def _restore_config(job: Job) -> None:
     """Keep ``.hydra/config.yaml`` as Hydra wrote it (a trainer that does not see this job's
     HydraConfig would write the typed config there instead)."""
-    path = job.output_dir / str(job.config.hydra.output_subdir or ".hydra") / "config.yaml"
-    text = OmegaConf.to_yaml(job.task_cfg)
-    if job.config.hydra.output_subdir is not None and path.exists() and path.read_text(encoding="utf-8") != text:
-        _save_config(job.task_cfg, "config.yaml", path.parent)
+    if job.config.hydra.output_subdir is None or not job.config_yaml:
+        return
+    path = job.output_dir / str(job.config.hydra.output_subdir) / "config.yaml"
+    if path.exists() and path.read_text(encoding="utf-8") != job.config_yaml:
+        _save_config(job.config_yaml, "config.yaml", path.parent)
 
 
 # ------------------------------------------------------------------------------ job logs
@@ -308,7 +393,7 @@ class _job_logs:
     def __enter__(self) -> JobLogs:
         for job in self.jobs:  # the log files go there
             job.output_dir.mkdir(parents=True, exist_ok=True)
-        HydraConfig.instance().set_config(self.jobs[0].config)
+        HydraConfig.instance().cfg = self.jobs[0].hydra_cfg
         configure_log(self.jobs[0].config.hydra.job_logging, self.verbose)
         self.logs = JobLogs(self.jobs)
         self.logs.install()
@@ -337,7 +422,7 @@ def _one_by_one(jobs: list[Job], configs: Sequence[Any], overrides: Sequence[str
 
     results, everyone = [], logs.active
     for job, cfg in zip(jobs, configs):
-        HydraConfig.instance().set_config(job.config)
+        HydraConfig.instance().cfg = job.hydra_cfg
         logs.active = [job.output_dir.resolve()]
         results.append(run(cfg, job.output_dir, overrides=overrides))
     logs.active = everyone
