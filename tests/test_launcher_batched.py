@@ -293,3 +293,13 @@ def test_sigterm_during_a_batched_group_saves_it_interrupted_and_launches_no_fur
     assert "not launched" in out
     rows = list(csv.DictReader(open(sweep / hist.SUMMARY_CSV, newline="")))
     assert [r["status"] for r in rows] == ["interrupted", "interrupted"]
+
+
+def test_the_sweep_presets_use_the_batched_launcher_and_keep_their_viz_format():
+    from neuroscope import compose
+
+    for preset in ("eos_sweep", "eos_sweep_2d"):
+        cfg = compose([f"experiment={preset}"], return_hydra_config=True)
+        assert cfg.hydra.launcher._target_.endswith("BatchedLauncher") and cfg.viz.format.value == "none"
+        other = compose([f"experiment={preset}", "hydra/launcher=basic"], return_hydra_config=True)
+        assert other.hydra.launcher._target_.endswith("BasicLauncher")  # the command line still chooses
