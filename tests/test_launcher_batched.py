@@ -303,3 +303,14 @@ def test_the_sweep_presets_use_the_batched_launcher_and_keep_their_viz_format():
         assert cfg.hydra.launcher._target_.endswith("BatchedLauncher") and cfg.viz.format.value == "none"
         other = compose([f"experiment={preset}", "hydra/launcher=basic"], return_hydra_config=True)
         assert other.hydra.launcher._target_.endswith("BasicLauncher")  # the command line still chooses
+
+
+def test_a_group_larger_than_the_free_memory_is_split_into_ensembles_that_fit(launch, groups, monkeypatch):
+    from neuroscope import checks, compose
+    from neuroscope.typed import to_config
+
+    config = to_config(compose([*TINY, "lr=0.05"]))
+    each = sum(checks.memory_estimate(config, checks.probe_model(config)).values())
+    monkeypatch.setattr(checks, "available_memory", lambda device: 2.5 * each)  # room for two runs and a half
+    launch([["lr=0.05"], ["lr=0.1"], ["lr=0.2"], ["lr=0.3"], ["lr=0.4"]])
+    assert [len(g) for g in groups] == [2, 2, 1]

@@ -17,7 +17,8 @@ from hydra.plugins.launcher import Launcher
 @dataclass
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.neuroscope_batched.batched_launcher.BatchedLauncher"
-    # the most jobs one ensemble trains at once; 0: no cap (a group is every job that can batch)
+    # the most jobs one ensemble trains at once; 0: no cap (every job that can batch, as far as
+    # the free memory allows: a group larger than that is split into ensembles that fit)
     max_batch: int = 0
 
 

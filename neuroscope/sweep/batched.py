@@ -80,7 +80,7 @@ def launch(launcher: "Launcher", job_overrides: Sequence[Sequence[str]], initial
     good = [j for j in jobs if j.error is None]
     alone = [[j] for j in good if j.typed.resume]  # a resumed run continues its own folder, on its own
     batched = [j for j in good if not j.typed.resume]
-    groups = [[batched[i] for i in g] for g in group_by_key([j.typed for j in batched], max_batch)] + alone
+    groups = fitting([[batched[i] for i in g] for g in group_by_key([j.typed for j in batched], max_batch)]) + alone
     log.info("%d jobs in %d ensemble%s: %s", len(good), len(groups), "s" * (len(groups) != 1),
              "; ".join(f"#{g[0].num}.. ({len(g)})" if len(g) > 1 else f"#{g[0].num}" for g in groups) or "none")
     for job in jobs:
@@ -100,6 +100,32 @@ def launch(launcher: "Launcher", job_overrides: Sequence[Sequence[str]], initial
                   ", ".join(f"#{j.num}" for j in failed))
         sys.exit(2)
     return [j.ret for j in jobs if j.ret is not None]
+
+
+def fitting(groups: list[list[Job]]) -> list[list[Job]]:
+    """The groups, each split where needed so that the ensemble fits the memory its device has
+    free: an ensemble holds about what its members would hold as separate runs, so members are
+    taken in order while the sum of their estimates (``checks.memory_estimate``) fits."""
+    from .. import checks
+    from ..run import resolve_device
+
+    fitted = []
+    for group in groups:
+        free = checks.available_memory(resolve_device(group[0].typed.device)[0])
+        n_params = checks.probe_model(group[0].typed)
+        chunk, used = [], 0.0
+        for job in group:
+            need = sum(checks.memory_estimate(job.typed, n_params).values())
+            if chunk and free is not None and used + need > free:
+                fitted.append(chunk)
+                chunk, used = [], 0.0
+            chunk.append(job)
+            used += need
+        fitted.append(chunk)
+        if free is not None and len(fitted[-1]) < len(group):
+            log.info("jobs #%d..: %d jobs split into ensembles that fit the %.3g GB of free memory", group[0].num, len(group),
+                     free / 1e9)
+    return fitted
 
 
 def _max_batch(base: DictConfig) -> int:
