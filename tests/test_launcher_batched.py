@@ -10,7 +10,6 @@ import copy
 import csv
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from .. import stopping
 from ..config import Config, ConfigError, UserError
 from .callback import objective_value
+from .joblogs import JobLogs, job_logs
 
 if TYPE_CHECKING:
     from hydra.plugins.launcher import Launcher
@@ -69,6 +70,7 @@ def launch(launcher: "Launcher", job_overrides: Sequence[Sequence[str]], initial
     setup_globals()
     base: DictConfig = launcher.config
     max_batch = _max_batch(base)
+    stopping.in_sweep(Path(str(base.hydra.sweep.dir)))  # a signal also stops the groups still to come
     configure_log(base.hydra.hydra_logging, base.hydra.verbose)
     Path(str(base.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Launching %d jobs as ensembles (hydra/launcher=batched, max_batch=%s)", len(job_overrides), max_batch or "no cap")
@@ -278,7 +280,7 @@ def _finish(launcher: "Launcher", job: Job, status: JobStatus, value: Any) -> No
 def _fail(launcher: "Launcher", job: Job) -> None:
     """A job that cannot run: its folder, .hydra/ files and log with the error, as its run
     would leave them (the task function logs a UserError and exits 2)."""
-    with _job_logs(launcher, [job]):
+    with job_logs([job], launcher.config.hydra.verbose):
         _start(launcher, job)
         log.error("%s", job.error)
     _finish(launcher, job, JobStatus.FAILED, job.error)
@@ -288,7 +290,7 @@ def _run_group(launcher: "Launcher", group: list[Job]) -> None:
     """Train one group as one ensemble and record each member's outcome."""
     from ..stopping import Interrupted
 
-    with _job_logs(launcher, group) as logs:
+    with job_logs(group, launcher.config.hydra.verbose) as logs:
         for job in group:
             _start(launcher, job)
         HydraConfig.instance().cfg = group[0].hydra_cfg
@@ -314,7 +316,7 @@ def _run_group(launcher: "Launcher", group: list[Job]) -> None:
             _finish(launcher, job, JobStatus.FAILED, job.error)
 
 
-def _train(group: list[Job], logs: "JobLogs") -> list["RunResult"]:
+def _train(group: list[Job], logs: JobLogs) -> list["RunResult"]:
     """``run.train_group`` on the group's configs and folders (the group's resume overrides
     for a resumed run, alone in its group)."""
     overrides = group[0].overrides if group[0].typed.resume else ()
@@ -337,96 +339,6 @@ def _restore_config(job: Job) -> None:
     path = job.output_dir / str(job.config.hydra.output_subdir) / "config.yaml"
     if path.exists() and path.read_text(encoding="utf-8") != job.config_yaml:
         _save_config(job.config_yaml, "config.yaml", path.parent)
-
-
-# ------------------------------------------------------------------------------ job logs
-
-
-class JobLogs:
-    """Each member's own log file while its group trains: the job logging's file handlers
-    (configured for the first member, as Hydra configures a job's) replaced by one handler
-    that sends a record to the file of the member it names (``extra={"run_dir": ...}``, or
-    the run folder as an argument of the message, as run.run's lines give it), and a record
-    that names none to the members ``active`` lists (the whole group unless narrowed)."""
-
-    def __init__(self, jobs: list[Job]) -> None:
-        self.jobs = jobs
-        self.active: list[Path] = [j.output_dir.resolve() for j in jobs]
-        self._files: dict[Path, list[logging.Handler]] = {d: [] for d in self.active}
-        self._replaced: list[logging.Handler] = []
-
-    def install(self) -> None:
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-            paths = [OmegaConf.select(j.config, f"hydra.job_logging.handlers.{handler.name}.filename") for j in self.jobs]
-            if handler.name is None or any(p is None for p in paths):
-                continue
-            root.removeHandler(handler)
-            handler.close()
-            self._replaced.append(handler)
-            for job, path in zip(self.jobs, paths):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                member = logging.FileHandler(path, mode=handler.mode, encoding=handler.encoding)
-                member.setFormatter(handler.formatter)
-                member.setLevel(handler.level)
-                self._files[job.output_dir.resolve()].append(member)
-        if self._replaced:
-            root.addHandler(_Router(self))
-
-    def targets(self, record: logging.LogRecord) -> list[Path]:
-        named = [getattr(record, "run_dir", None)] + list(record.args if isinstance(record.args, tuple) else ())
-        hits = [d for d in self._files if any(isinstance(a, (str, os.PathLike)) and _same(a, d) for a in named if a)]
-        return hits or self.active
-
-    def emit(self, record: logging.LogRecord) -> None:
-        for folder in self.targets(record):
-            for handler in self._files[folder]:
-                if record.levelno >= handler.level:
-                    handler.handle(record)
-
-    def close(self) -> None:
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if isinstance(h, _Router) and h.logs is self]:
-            root.removeHandler(handler)
-        for handlers in self._files.values():
-            for handler in handlers:
-                handler.close()
-
-
-def _same(value: Any, folder: Path) -> bool:
-    try:
-        return Path(value).resolve() == folder
-    except (OSError, ValueError):
-        return False
-
-
-class _Router(logging.Handler):
-    def __init__(self, logs: JobLogs) -> None:
-        super().__init__()
-        self.logs = logs
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.logs.emit(record)
-
-
-class _job_logs:
-    """Context: the job logging of ``jobs[0]`` (console + file, as Hydra configures a job's),
-    its files split per member (:class:`JobLogs`)."""
-
-    def __init__(self, launcher: "Launcher", jobs: list[Job]) -> None:
-        self.jobs, self.verbose = jobs, launcher.config.hydra.verbose
-
-    def __enter__(self) -> JobLogs:
-        for job in self.jobs:  # the log files go there
-            job.output_dir.mkdir(parents=True, exist_ok=True)
-        HydraConfig.instance().cfg = self.jobs[0].hydra_cfg
-        configure_log(self.jobs[0].config.hydra.job_logging, self.verbose)
-        self.logs = JobLogs(self.jobs)
-        self.logs.install()
-        return self.logs
-
-    def __exit__(self, *exc: Any) -> None:
-        self.logs.close()
 
 
 # ------------------------------------------------------------------------- the trainer
