@@ -313,3 +313,23 @@ def test_a_group_larger_than_the_free_memory_is_split_into_ensembles_that_fit(la
     monkeypatch.setattr(checks, "available_memory", lambda device: 2.5 * each)  # room for two runs and a half
     launch([["lr=0.05"], ["lr=0.1"], ["lr=0.2"], ["lr=0.3"], ["lr=0.4"]])
     assert [len(g) for g in groups] == [2, 2, 1]
+
+
+def test_a_group_trainer_s_lines_reach_the_log_of_the_member_they_name(launch, monkeypatch):
+    """The contract for run.train_group: a record with extra={"run_dir": ...} (or the run folder
+    as a %-argument) goes to that member's log only, one naming no member to every member's."""
+    log = logging.getLogger("neuroscope")
+
+    def train_group(cfgs, run_dirs, *, render=True, progress=None, overrides=()):
+        log.info("one ensemble of %d members", len(run_dirs))
+        for d in run_dirs:
+            log.warning("diverged at step 3 (lr %s)", Path(d).name, extra={"run_dir": d})
+        return [run_mod.run(c, d, render=False, progress=progress) for c, d in zip(cfgs, run_dirs)]
+
+    monkeypatch.setattr(run_mod, "train_group", train_group, raising=False)
+    rets, _, _ = launch([["lr=0.05"], ["lr=0.1"]])
+    for ret in rets:
+        folder = Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
+        lines = (folder / "neuroscope.log").read_text().splitlines()
+        assert sum("one ensemble of 2 members" in line for line in lines) == 1
+        assert [line.split("(lr ")[1] for line in lines if "diverged at step 3" in line] == [f"{folder.name})"]
