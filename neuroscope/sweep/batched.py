@@ -316,7 +316,7 @@ def _run_group(launcher: "Launcher", group: list[Job]) -> None:
             _finish(launcher, job, JobStatus.FAILED, job.error)
 
 
-def _train(group: list[Job], logs: JobLogs) -> list["RunResult"]:
+def _train(group: list[Job], logs: JobLogs) -> list[Optional["RunResult"]]:
     """``run.train_group`` on the group's configs and folders (the group's resume overrides
     for a resumed run, alone in its group)."""
     overrides = group[0].overrides if group[0].typed.resume else ()
@@ -328,7 +328,7 @@ def _train(group: list[Job], logs: JobLogs) -> list["RunResult"]:
         results = train(configs, [j.output_dir for j in group], overrides=overrides)
     for job, result in zip(group, results):
         job.result = result
-    return results
+    return results  # (the stand-in's None: a member that failed alone, its error on the job)
 
 
 def _restore_config(job: Job) -> None:
@@ -355,13 +355,21 @@ def train_group() -> Callable[..., list["RunResult"]]:
 # STAND-IN until run.train_group lands (issue 12, ensemble core): each member trained on its
 # own with run.run under its own HydraConfig, its log lines sent to its own file. The
 # integrator deletes this function and the `train is _one_by_one` branch in _train.
-def _one_by_one(jobs: list[Job], configs: Sequence[Any], overrides: Sequence[str], logs: JobLogs) -> list["RunResult"]:
+def _one_by_one(jobs: list[Job], configs: Sequence[Any], overrides: Sequence[str], logs: JobLogs) -> list[Optional["RunResult"]]:
     from ..run import run
 
-    results, everyone = [], logs.active
-    for job, cfg in zip(jobs, configs):
-        HydraConfig.instance().cfg = job.hydra_cfg
-        logs.active = [job.output_dir.resolve()]
-        results.append(run(cfg, job.output_dir, overrides=overrides))
-    logs.active = everyone
+    results: list[Optional["RunResult"]] = []
+    everyone = logs.active
+    try:
+        for job, cfg in zip(jobs, configs):
+            HydraConfig.instance().cfg = job.hydra_cfg
+            logs.active = [job.output_dir.resolve()]
+            try:
+                results.append(run(cfg, job.output_dir, overrides=overrides))
+            except UserError as e:  # this member fails alone; those already trained keep their results
+                log.error("%s", e)
+                job.error = e
+                results.append(None)
+    finally:
+        logs.active = everyone
     return results
