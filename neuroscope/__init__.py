@@ -16,6 +16,9 @@ __version__ = "0.1.0"
 __all__ = ["compose", "train", "resume", "render", "ConfigError", "OutputError", "UserError"]
 
 from .config import ConfigError, OutputError, UserError
+from .plugins import make_discoverable
+
+make_discoverable()  # hydra/launcher=batched, also in a default editable install
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
