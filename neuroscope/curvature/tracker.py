@@ -168,3 +168,50 @@ class SharpnessTracker:
         self._expected_hvps = state["expected_hvps"]
         self.measurements = state["measurements"]
         self._generator.set_state(state["generator"])
+
+
+# ---------------------------------------------------------------------------------------------
+# STAND-IN (issue 12, branch i12-core): the ensemble API of the batched tracker, written as a
+# loop over per-member trackers on member views, so the ensemble trainer runs before the
+# batched Lanczos lands. The integrator replaces this block with the real batched tracker;
+# nothing outside it relies on more than this API:
+#   SharpnessTracker(..., seed=int | Sequence[int], members=E)
+#   measure_members(loss_fn, params, grads=None, *, step=None, active=None) -> list[EigenResult | None]
+#   member_state_dict(e), load_member_state_dict(e, state)
+# ---------------------------------------------------------------------------------------------
+_OneRunTracker = SharpnessTracker
+
+
+class SharpnessTracker(_OneRunTracker):  # noqa: F811 (the stand-in extends the one-run tracker)
+    """The one-run tracker plus the ensemble API; members > 1 loop over one tracker per member."""
+
+    def __init__(self, *, seed: int | Sequence[int] = 0, members: int = 1, **options) -> None:
+        seeds = [int(s) for s in seed] if isinstance(seed, (list, tuple)) else [int(seed)] * members
+        super().__init__(seed=seeds[0], **options)
+        self.members = members
+        self._each = [self] + [_OneRunTracker(seed=s, **options) for s in seeds[1:]]
+
+    def measure_members(self, loss_fn: LossFn, params: Sequence[Tensor], grads: Sequence[Tensor] | None = None,
+                        *, step: int | None = None, active: Sequence[bool] | None = None) -> list[EigenResult | None]:
+        if self.members == 1:
+            return [self.measure(loss_fn, params, grads, step=step) if active is None or active[0] else None]
+        out: list[EigenResult | None] = []
+        for e, tracker in enumerate(self._each):
+            if active is not None and not active[e]:
+                out.append(None)
+                continue
+            views = [p[e].detach().clone().requires_grad_(True) for p in params]
+
+            def member_loss(ps, e=e):
+                return loss_fn([torch.cat([p[:e].detach(), q.unsqueeze(0), p[e + 1:].detach()]) for p, q in zip(params, ps)])
+
+            with torch.enable_grad():
+                member_grads = torch.autograd.grad(member_loss(views), views, create_graph=True, materialize_grads=True)
+            out.append(tracker.measure(member_loss, views, member_grads, step=step))
+        return out
+
+    def member_state_dict(self, e: int) -> dict:
+        return _OneRunTracker.state_dict(self._each[e])
+
+    def load_member_state_dict(self, e: int, state: dict) -> None:
+        _OneRunTracker.load_state_dict(self._each[e], state)
