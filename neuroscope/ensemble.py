@@ -29,7 +29,7 @@ from .checkpoint import check_resume_target, continue_run, save_checkpoint
 from .config import Config, ConfigError
 from .faults import fault_point
 from .losses import Objective, build_pde
-from .model import MLP, SoloEnsemble, StackedMLP
+from .model import SoloEnsemble, StackedMLP
 from .optimizers import build_rule
 from .rundir import CHECKPOINT_PT, INTERRUPTED
 from .run import (
@@ -85,8 +85,8 @@ def build_group(configs: Sequence[Config]) -> GroupSetup:
         problems.append(data_mod.make(config, target, pde=pde, device=device, dtype=dtype))
         seed_everything(config.seed)  # the initial weights do not depend on how the data was sampled
         networks.append(build_model(config.model, config.input_dim).to(device=device, dtype=dtype))
-    stackable = all(type(net) is MLP for net in networks)
-    model = StackedMLP(networks) if stackable else SoloEnsemble(networks[0])
+    # one run trains its own network (nn.Linear's kernels); several MLPs (check_group: no custom model) stack
+    model = StackedMLP(networks) if len(networks) > 1 else SoloEnsemble(networks[0])
     problem = data_mod.stack(problems)
     setup = GroupSetup(device, dtype, problems, problem, model, Objective([c.loss for c in configs], problem, pde),
                        networks, has_pde=pde is not None, time_dim=getattr(pde, "time_dim", None))

@@ -11,7 +11,6 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -46,7 +45,7 @@ class MLP(nn.Module):
 
 class StackedMLP(nn.Module):
     """E MLPs of one shape as one module: layer i's weight (E, out, in) and bias (E, out),
-    forward by ``torch.baddbmm`` (for E = 1 by ``nn.Linear``'s own kernel: the plain MLP's bits).
+    forward by ``torch.baddbmm``.
     Built from the members' own MLPs, so member e starts where its separate run starts. The
     parameters come in the plain MLP's order (weight, bias per layer): flat vectors over them
     (the curvature's eigenvectors) line up with a separate run's."""
@@ -66,25 +65,19 @@ class StackedMLP(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.expand(self.members, *x.shape)
         step = 2 if self.has_bias else 1
         layers = len(self.stacked) // step
-        solo = self.members == 1  # nn.Linear's own kernel: bmm's float64 weight gradients differ in the last bit
-        if solo:
-            x = x[0] if x.dim() == 3 else x
-        elif x.dim() == 2:
-            x = x.expand(self.members, *x.shape)
         for i in range(layers):
-            w, b = self.stacked[step * i], self.stacked[step * i + 1] if self.has_bias else None
-            if solo:
-                x = F.linear(x, w[0], None if b is None else b[0])
-            elif b is not None:
-                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+            w = self.stacked[step * i]
+            if self.has_bias:
+                x = torch.baddbmm(self.stacked[step * i + 1].unsqueeze(1), x, w.transpose(1, 2))
             else:
                 x = torch.bmm(x, w.transpose(1, 2))
             if i < layers - 1:
                 x = self.activation(x)
-        x = x.squeeze(-1)
-        return x.unsqueeze(0) if solo else x
+        return x.squeeze(-1)
 
     def member_state_dict(self, e: int) -> dict[str, Tensor]:
         """Member ``e``'s weights as the plain MLP's state dict (what model.pt holds)."""
@@ -104,9 +97,9 @@ class StackedMLP(nn.Module):
 
 
 class SoloEnsemble(nn.Module):
-    """Any network mapping (n, d) to (n,) (a custom ``model._target_``) as an ensemble of one:
-    its parameters keep their own shapes (the member dimension is implicit), so it trains
-    alone, never batched with other runs."""
+    """Any network mapping (n, d) to (n,) as an ensemble of one: a single run's MLP (exactly
+    today's kernels and autograd graph: same bits, no extra ops) or a custom ``model._target_``
+    (never batched). Its parameters keep their own shapes: the member dimension is implicit."""
 
     members = 1
 
