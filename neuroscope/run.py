@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import random
-import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,16 +22,15 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError
 from .targets import resolve_target
-from .losses import Objective, build_pde
-from .checkpoint import check_resume_target, continue_run, save_checkpoint, write_torch
+from .losses import Objective
+from .checkpoint import save_checkpoint, write_torch
 from .diskspace import check_free_space, estimate_run_bytes
 from .faults import fault_point
 from .params import check_keywords
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
-from .stopping import Interrupted, rendering, signal_name, stop_on_signals
-from .optimizers import build_rule
-from .summary import edge_entries, log_outcome, make_summary
-from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
+from .stopping import Interrupted, rendering, signal_name
+from .summary import edge_entries
+from .trainer import TrainState, frame_schedule, metric_columns
 
 if TYPE_CHECKING:
     from .curvature import CurvatureSurvey, SharpnessTracker

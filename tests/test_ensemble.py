@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroscope import ConfigError, compose, resume, train
+from neuroscope import ConfigError, resume, train
 from neuroscope.ensemble import train_group
 from neuroscope.rundir import read_metrics_csv, read_summary
 
