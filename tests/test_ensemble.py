@@ -59,13 +59,16 @@ def assert_agrees(member_dir, alone_dir, lr: float, rel: float, sharp_rel: float
 
 
 def test_float64_members_equal_their_separate_runs_up_to_the_edge(tmp_path):
-    cfgs = members(["lr=0.05", "seed=0"], ["lr=0.2", "seed=1"], ["lr=0.25", "seed=2"], ["lr=0.1", "seed=3", "data.noise=0.1"],
+    cfgs = members(["lr=0.05", "seed=0"], ["lr=0.2", "seed=1"], ["lr=0.25", "seed=2"], ["lr=0.1", "seed=3", "data.noise=0.1", "viz.frames=3"],
                    common=["steps=40"])
     results, alone = grouped(cfgs, tmp_path), separate(cfgs, tmp_path)
     for e, (r, a, lr) in enumerate(zip(results, alone, (0.05, 0.2, 0.25, 0.1))):
         assert r.status == a.status == "finished"
         assert_agrees(r.run_dir, a.run_dir, lr, rel=1e-10, sharp_rel=1e-6)
         assert read_summary(r.run_dir)["lr"] == lr
+        assert r.history.frame_steps.tolist() == a.history.frame_steps.tolist()  # each member its own frames
+        early = a.history.frame_steps < edge_step(a.history.metrics, lr)
+        assert np.allclose(r.history.frame_pred[early], a.history.frame_pred[early], rtol=1e-8, atol=1e-12)
         for name in ("model.pt", "checkpoint.pt", "history.npz", "summary.json", ".hydra/config.yaml"):
             assert (r.run_dir / name).exists(), name
         w = torch.load(r.run_dir / "model.pt", weights_only=True)
