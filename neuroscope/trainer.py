@@ -239,7 +239,7 @@ class Trainer:
         momentum = self.rule.step(flat, self._lr.view(-1, 1)) if step < s.steps else None
         self._extra_columns(rows, step, grads, flat, momentum, measure)
         if step in self.any_frame:
-            self._keep_frames(states, step, [e for e in rows if step in self.frames[e]])
+            self._keep_frames({e: states[e] for e in rows if step in self.frames[e]}, step)
         for e, row in rows.items():
             self._record(states[e], e, row)
         return list(rows.values()), grads, momentum
@@ -309,7 +309,7 @@ class Trainer:
         row = {"step": step, "loss": numbers[0], **{f"loss_{k}": v for k, v in zip(term_names, numbers[1:])}}
         self._record(state, e, row)
         if not state.frame_steps or state.frame_steps[-1] != step:
-            self._keep_frames([state] * self.members, step, [e])
+            self._keep_frames({e: state}, step)
         log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded",
                     row["loss"], step, self.lrs[e])
 
@@ -335,13 +335,15 @@ class Trainer:
             row.update(bottom_columns(result))
         return row
 
-    def _keep_frames(self, states: list[TrainState], step: int, members: Sequence[int]) -> None:
-        """The fit on the plot grid of ``members`` (one forward for all), kept in their states."""
+    def _keep_frames(self, states: dict[int, TrainState], step: int) -> None:
+        """The fit on the plot grid of the members ``states`` names (one forward for all), kept in their states."""
+        if not states:
+            return
         with torch.no_grad():
             pred = to_numpy(self.model(self.problem.plot_x))
-        for e in members:
-            states[e].frame_steps.append(step)
-            states[e].frame_pred.append(pred[e])
+        for e, state in states.items():
+            state.frame_steps.append(step)
+            state.frame_pred.append(pred[e])
 
     def _record(self, state: TrainState, e: int, row: dict[str, float]) -> None:
         """Keep a row of member ``e`` (a missing key means not measured) and stream it to its metrics.csv."""

@@ -167,3 +167,12 @@ def test_a_run_is_an_ensemble_of_one_bit_for_bit_the_plain_network_loop(tmp_path
                 q.sub_(0.1 * flat[offset:offset + q.numel()].view_as(q))
                 offset += q.numel()
     assert result.history.metrics["loss"].tolist() == losses
+
+
+def test_momentum_members_with_their_own_l2_weights_equal_their_separate_runs(tmp_path):
+    cfgs = members(["lr=0.05", "loss.l2_weight=0.001"], ["lr=0.1", "seed=1", "loss.l2_weight=0.01"],
+                   common=["optimizer=heavy_ball", "optimizer.momentum=0.5", "steps=25"])
+    for r, a, lr in zip(grouped(cfgs, tmp_path), separate(cfgs, tmp_path), (0.05, 0.1)):
+        assert_agrees(r.run_dir, a.run_dir, lr, rel=1e-10, sharp_rel=1e-6)
+        velocity = torch.load(r.run_dir / "checkpoint.pt", weights_only=True)["state"]["optimizer"]["velocity"]
+        assert velocity.shape == (sum(p.numel() for p in a.model.parameters()),)  # a separate run's format
