@@ -176,3 +176,15 @@ def test_momentum_members_with_their_own_l2_weights_equal_their_separate_runs(tm
         assert_agrees(r.run_dir, a.run_dir, lr, rel=1e-10, sharp_rel=1e-6)
         velocity = torch.load(r.run_dir / "checkpoint.pt", weights_only=True)["state"]["optimizer"]["velocity"]
         assert velocity.shape == (sum(p.numel() for p in a.model.parameters()),)  # a separate run's format
+
+
+@pytest.mark.slow  # three dashboards
+def test_every_member_folder_is_rendered_and_summarised_like_a_single_run(tmp_path):
+    cfgs = [fast_config("device=cpu", "lr=0.05", "steps=10"), fast_config("device=cpu", "lr=0.1", "seed=2", "steps=10")]
+    results = train_group(cfgs, [tmp_path / "a", tmp_path / "b"], progress=False)
+    single = train(cfgs[1], out_dir=tmp_path / "single", render=True)
+    for r in results:
+        assert read_summary(r.run_dir)["render"] == "done" and (r.run_dir / "dashboard.png").stat().st_size > 0
+    names = {p.relative_to(results[1].run_dir) for p in results[1].run_dir.rglob("*")}
+    assert names == {p.relative_to(single.run_dir) for p in single.run_dir.rglob("*")}
+    assert set(read_summary(results[1].run_dir)) == set(read_summary(single.run_dir))
