@@ -10,9 +10,10 @@ splits into one group per width.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from .config import Config
 
@@ -35,9 +36,32 @@ names its whole subtree ("viz" is every viz.* key)."""
 _WEIGHTS = ("data_weight", "l2_weight", "pde_weight", "bc_weight")
 
 
+MLP_TARGET = "neuroscope.model.MLP"
+_SOLO = itertools.count()
+
+
+def solo_reason(config: Config) -> Optional[str]:
+    """The setting that makes ``config`` train only alone (an ensemble of one), or None. These
+    features are one run's: the per-term curvature survey (curvature.terms, ggn, trace_probes,
+    density), the gradient-flow reference, the live view, a custom model (its parameters have
+    no member dimension) and resume= (a folder resumes on its own)."""
+    c = config.curvature
+    checks = (
+        (c.terms, "curvature.terms=true"), (c.ggn, "curvature.ggn=true"), (c.trace_probes, f"curvature.trace_probes={c.trace_probes}"),
+        (c.density.every, f"curvature.density.every={c.density.every}"),
+        (config.reference._target_ is not None, f"reference._target_={config.reference._target_}"),
+        (config.viz.live, "viz.live=true"), (config.model._target_ != MLP_TARGET, f"model._target_={config.model._target_}"),
+        (config.resume, f"resume={config.resume}"),
+    )
+    return next((why for on, why in checks if on), None)
+
+
 def batch_key(config: Config) -> str:
     """A string equal for two configs exactly when they can train in one ensemble: the config
-    without the ``BATCHABLE`` keys, plus which loss terms are on (weight > 0)."""
+    without the ``BATCHABLE`` keys, plus which loss terms are on (weight > 0). A config that
+    trains only alone (``solo_reason``) gets a key of its own, equal to no other."""
+    if solo_reason(config):
+        return f"solo-{next(_SOLO)}"
     tree = _plain(dataclasses.asdict(config))
     for key in BATCHABLE:
         *parents, leaf = key.split(".")

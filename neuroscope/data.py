@@ -8,7 +8,7 @@ generalization. Targets are computed in float64 and cast to the run's dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -37,6 +37,21 @@ class Problem:
     plot_shape: tuple[int, ...]  # (P,) in 1D, (g, g) in 2D
     collocation_x: Optional[Tensor] = None  # PDE interior points
     boundary_x: Optional[Tensor] = None  # PDE boundary / initial points
+    members: Optional[int] = None  # an ensemble's E: train_x (E, N, d), train_y (E, N), PDE points (E, m, d)
+
+
+def stack(problems: list[Problem]) -> Problem:
+    """The members' problems as one ensemble's: their training (and PDE) points stacked along
+    a leading member dimension; the test, generalization and plot grids, which no batchable
+    setting changes, shared (the first member's)."""
+    first = problems[0]
+
+    def stacked(name: str) -> Optional[Tensor]:
+        values = [getattr(p, name) for p in problems]
+        return None if values[0] is None else torch.stack(values)
+
+    return replace(first, train_x=stacked("train_x"), train_y=stacked("train_y"), collocation_x=stacked("collocation_x"),
+                   boundary_x=stacked("boundary_x"), members=len(problems))
 
 
 def grid(lo: float, hi: float, n: int, dim: int) -> tuple[Tensor, tuple[int, ...]]:

@@ -1,6 +1,15 @@
-"""The network: a fully connected MLP, input_dim -> width x depth -> 1."""
+"""The network: a fully connected MLP, input_dim -> width x depth -> 1, and the ensemble form
+the trainer descends: E members' weights stacked along a leading member dimension.
+
+Every ensemble maps inputs (E, n, d), or (n, d) shared by all members, to outputs (E, n), has
+``members`` and gives each member's weights in the plain network's state-dict format
+(``member_state_dict``), which model.pt and checkpoint.pt keep.
+"""
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
 from torch import Tensor, nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -33,3 +42,85 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)
 
+
+class StackedMLP(nn.Module):
+    """E MLPs of one shape as one module: layer i's weight (E, out, in) and bias (E, out),
+    forward by ``torch.baddbmm``.
+    Built from the members' own MLPs, so member e starts where its separate run starts. The
+    parameters come in the plain MLP's order (weight, bias per layer): flat vectors over them
+    (the curvature's eigenvectors) line up with a separate run's."""
+
+    def __init__(self, members: Sequence[MLP]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0]
+        self.members = len(members)
+        self.activation = next((m for m in first.net if not isinstance(m, nn.Linear)), nn.Identity())
+        self._keys = list(first.state_dict())  # the plain MLP's names, for member_state_dict
+        self.has_bias = first.net[0].bias is not None
+        with torch.no_grad():
+            self.stacked = nn.ParameterList(
+                nn.Parameter(torch.stack([m.state_dict()[k] for m in members])) for k in self._keys
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.expand(self.members, *x.shape)
+        step = 2 if self.has_bias else 1
+        layers = len(self.stacked) // step
+        for i in range(layers):
+            w = self.stacked[step * i]
+            if self.has_bias:
+                x = torch.baddbmm(self.stacked[step * i + 1].unsqueeze(1), x, w.transpose(1, 2))
+            else:
+                x = torch.bmm(x, w.transpose(1, 2))
+            if i < layers - 1:
+                x = self.activation(x)
+        return x.squeeze(-1)
+
+    def member_state_dict(self, e: int) -> dict[str, Tensor]:
+        """Member ``e``'s weights as the plain MLP's state dict (what model.pt holds)."""
+        return {k: t[e].detach().clone() for k, t in zip(self._keys, self.stacked)}
+
+    def load_member_state_dict(self, e: int, state: dict[str, Tensor]) -> None:
+        """Set member ``e`` from a plain MLP's state dict; a mismatch is a RuntimeError, as for
+        ``nn.Module.load_state_dict``."""
+        if sorted(state) != sorted(self._keys):
+            raise RuntimeError(f"Error(s) in loading state_dict: expected keys {self._keys}, got {sorted(state)}")
+        with torch.no_grad():
+            for k, t in zip(self._keys, self.stacked):
+                if tuple(state[k].shape) != tuple(t.shape[1:]):
+                    raise RuntimeError(f"size mismatch for {k}: copying a param with shape {tuple(state[k].shape)}, "
+                                       f"the model has {tuple(t.shape[1:])}")
+                t[e].copy_(state[k])
+
+
+class SoloEnsemble(nn.Module):
+    """Any network mapping (n, d) to (n,) as an ensemble of one: a single run's MLP (exactly
+    today's kernels and autograd graph: same bits, no extra ops) or a custom ``model._target_``
+    (never batched). Its parameters keep their own shapes: the member dimension is implicit."""
+
+    members = 1
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x[0] if x.dim() == 3 else x).unsqueeze(0)
+
+    def member_state_dict(self, e: int) -> dict[str, Tensor]:
+        return self.module.state_dict()
+
+    def load_member_state_dict(self, e: int, state: dict[str, Tensor]) -> None:
+        self.module.load_state_dict(state)
+
+
+def member_module(model: nn.Module, e: int, template: nn.Module) -> nn.Module:
+    """Member ``e`` of an ensemble as a plain network: ``template`` (a network of its shape)
+    loaded with the member's weights."""
+    if isinstance(model, SoloEnsemble):
+        return model.module
+    template.load_state_dict(model.member_state_dict(e))
+    return template

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import random
-import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,16 +22,15 @@ from . import data as data_mod
 from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError
 from .targets import resolve_target
-from .losses import Objective, build_pde
-from .checkpoint import check_resume_target, continue_run, save_checkpoint, write_torch
+from .losses import Objective
+from .checkpoint import save_checkpoint, write_torch
 from .diskspace import check_free_space, estimate_run_bytes
 from .faults import fault_point
 from .params import check_keywords
 from .rundir import CHECKPOINT_PT, CONFIG_YAML, INTERRUPTED, MODEL_PT
-from .stopping import Interrupted, rendering, signal_name, stop_on_signals
-from .optimizers import build_rule
-from .summary import edge_entries, log_outcome, make_summary
-from .trainer import Trainer, TrainSettings, TrainState, frame_schedule, metric_columns
+from .stopping import Interrupted, rendering, signal_name
+from .summary import edge_entries
+from .trainer import TrainState, frame_schedule, metric_columns
 
 if TYPE_CHECKING:
     from .curvature import CurvatureSurvey, SharpnessTracker
@@ -192,65 +190,28 @@ def busy_error(run_dir: Path, pid: str) -> OutputError:
 
 
 def build(config: Config) -> RunSetup:
-    """The problem, model and objective of ``config``, seeded so a rerun gets the same ones."""
-    device, dtype = resolve_device(config.device)
-    seed_everything(config.seed)
-    target = build_target(config.function)
-    pde = build_pde(config.loss, config.input_dim)
-    problem = data_mod.make(config, target, pde=pde, device=device, dtype=dtype)
-    seed_everything(config.seed)  # the initial weights do not depend on how the data was sampled
-    model = build_model(config.model, config.input_dim).to(device=device, dtype=dtype)
-    setup = RunSetup(device, dtype, problem, model, Objective(config.loss, problem, pde), has_pde=pde is not None,
-                     time_dim=getattr(pde, "time_dim", None))
-    threads = config.device.threads or auto_threads(device, setup.n_params, len(problem.train_x))
-    if threads:
-        torch.set_num_threads(threads)
-    return setup
+    """The problem, model and objective of ``config``, seeded so a rerun gets the same ones: an
+    ensemble of one (``ensemble.build_group``), its problem stacked, its model a StackedMLP."""
+    from .ensemble import build_group
+
+    g = build_group([config])
+    return RunSetup(g.device, g.dtype, g.problem, g.model, g.objective, has_pde=g.has_pde, time_dim=g.time_dim)
 
 
 def run(
     cfg: DictConfig | Config, run_dir: str | os.PathLike, *, render: bool = True, progress: Optional[bool] = None,
     overrides: Sequence[str] = (),
 ) -> RunResult:
-    """Train one run into ``run_dir``. With ``resume`` set, continue that run instead, changing
-    only what ``overrides`` (the command line's) say."""
-    started = time.perf_counter()
-    run_dir = Path(run_dir)
-    from .checks import checked_config  # checks builds with this module's functions
+    """Train one run into ``run_dir``: an ensemble of one (``ensemble.train_group``). With
+    ``resume`` set, continue that run instead, changing only what ``overrides`` (the command
+    line's) say."""
+    from .ensemble import train_group
 
-    config = checked_config(cfg, overrides)  # everything that can fail before training, also for resume=
-    src = Path(config.resume) if config.resume else None
-    if src is not None:
-        check_resume_target(src, run_dir)  # before anything is written there
-    check_writable(run_dir)
-    # signals are handled from here until every file is written: the first asks to stop and save
-    with locked_run_dir(run_dir), stop_on_signals(run_dir) as received:
-        setup = build(config)
-        _prepare_folder(run_dir, config, setup, src, render)
-        state = continue_run(src, config, setup.model, run_dir) if src is not None else TrainState()
-        _log_start(run_dir, config, setup)
-        kept = f"{hist.METRICS_CSV} keeps the rows recorded so far; no partial file is left. "
-        try:
-            status, state, history = _train(config, setup, state, run_dir, config.progress if progress is None else progress, received)
-            summary = make_summary(config, history, status, state, device=setup.device, n_params=setup.n_params)
-            if src is not None:
-                summary["resumed_from"] = str(src)
-            summary["render"] = "pending" if render else "off"
-            _save(run_dir, history, setup.model, state, summary, started, received, config=config, status=status)
-        except OSError as e:
-            raise output_error(run_dir, e, kept) from None
-        history.meta = summary
-        log_outcome(summary)
-        if render:
-            _render_and_record(run_dir, config, summary, started, received)
-        signum = received()
-    exit_code = 128 + signum if signum else (128 + signal.SIGINT if status == INTERRUPTED else 0)
-    return RunResult(run_dir=run_dir, status=status, history=history, summary=summary, model=setup.model, exit_code=exit_code)
+    return train_group([cfg], [run_dir], render=render, progress=progress, overrides=overrides)[0]
 
 
-def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optional[Path], render: bool) -> None:
-    """Before training: refuse when the disk cannot take the run, remove an earlier run's files
-    (the folder then holds one run only), and write the config this run trains with."""
+def check_space(run_dir: Path, config: Config, setup: RunSetup, render: bool) -> None:
+    """Refuse (OutputError) when the disk under ``run_dir`` cannot take the run's files."""
     frames = len(frame_schedule(config.steps, config.viz.frames))
     columns = metric_columns(setup.objective.term_names, config.curvature.k)
     estimate = estimate_run_bytes(
@@ -258,6 +219,12 @@ def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optiona
         n_columns=len(columns), frames=frames, plot_points=len(setup.problem.plot_x), viz=config.viz, pictures=render,
     )
     check_free_space(run_dir, estimate)
+
+
+def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optional[Path], render: bool) -> None:
+    """Before training: refuse when the disk cannot take the run, remove an earlier run's files
+    (the folder then holds one run only), and write the config this run trains with."""
+    check_space(run_dir, config, setup, render)
     if src is None or src.resolve() != run_dir.resolve():  # resuming in place continues the files there
         stale = hist.stale_run_files(run_dir)
         for path in stale:
@@ -318,52 +285,17 @@ def _render_and_record(run_dir: Path, config: Config, summary: dict[str, Any], s
         raise output_error(run_dir, e) from None
 
 
-def _train(
-    config: Config, setup: RunSetup, state: TrainState, run_dir: Path, progress: bool, received: Callable[[], Optional[int]]
-) -> tuple[str, TrainState, hist.History]:
-    """Run the trainer, streaming metrics.csv, until done or ``received`` says a signal came;
-    returns the status, the final state and the history."""
-    where = data_mod.picture_geometry(setup.problem, fitted="data" in setup.objective.term_names, time_dim=setup.time_dim)
-    survey = _survey(config, setup.objective.term_names)
-    reference = _reference(config)
-    columns = (metric_columns(setup.objective.term_names, config.curvature.k) + _curvature_columns(config, survey)
-               + (reference.columns if reference else []))
-    settings = TrainSettings(
-        lr=float(config.lr), steps=int(config.steps), frame_steps=frame_schedule(config.steps, config.viz.frames),
-        curvature_every=int(config.curvature.every), checkpoint_every=int(config.checkpoint.every),
-        diverge_above=config.diverge_above,
-    )
-    # a resumed run continues the rows continue_run copied (those below state.step)
-    writer = hist.MetricsWriter(run_dir / hist.METRICS_CSV, columns, append=state.step > 0)
-    trainer = Trainer(
-        model=setup.model, problem=setup.problem, objective=setup.objective, writer=writer, settings=settings,
-        tracker=_tracker(config), survey=survey, should_stop=lambda: received() is not None, on_frame=_live_view(config),
-        on_checkpoint=lambda st: _checkpoint(run_dir, setup.model, st, config, writer), progress=progress,
-        rule=build_rule(config.optimizer), reference=reference,
-    )
-    try:
-        status, state = trainer.run(state, where)
-    finally:
-        writer.close()
-    hist.save_spectrum(trainer.spectrum(), run_dir)
-    return status, state, trainer.history(state, where)
-
-
-def _checkpoint(run_dir: Path, model: nn.Module, state: TrainState, config: Config, writer: hist.MetricsWriter) -> None:
-    """A checkpoint during training, written only once every row it covers is on disk."""
-    save_checkpoint(run_dir / CHECKPOINT_PT, model, state, config=config, metrics_bytes=writer.sync())
-    fault_point("after_checkpoint", state.step)
-
-
-def _tracker(config: Config) -> Optional["SharpnessTracker"]:
-    """The sharpness tracker ``config.curvature`` asks for, or None when it is off."""
+def _tracker(config: Config, seeds: Optional[Sequence[int]] = None) -> Optional["SharpnessTracker"]:
+    """The sharpness tracker ``config.curvature`` asks for, or None when it is off; with
+    ``seeds``, an ensemble's (one member per seed)."""
     c = config.curvature
     if c.every == 0:
         return None
     from .curvature import SharpnessTracker
 
-    return SharpnessTracker(method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value, seed=config.seed,
-                            bottom=c.lambda_min)
+    return SharpnessTracker(method=c.method.value, k=c.k, tol=c.tol, max_iter=c.max_iter, hvp=c.hvp.value,
+                            seed=config.seed if seeds is None else list(seeds), bottom=c.lambda_min,
+                            members=1 if seeds is None else len(seeds))
 
 
 def _survey(config: Config, term_names: Sequence[str]) -> Optional["CurvatureSurvey"]:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from . import rundir as hist
 from .data import Problem, to_numpy
 from .losses import Objective, mse
+from .model import SoloEnsemble
 from .optimizers import GradientDescent, UpdateRule
 from .rundir import DIVERGED, FINISHED, INTERRUPTED
 
@@ -79,51 +80,80 @@ def frame_schedule(steps: int, frames: int) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """What the loop needs of a run's config."""
+    """What the loop needs of a run's config; ``lr`` and ``diverge_above`` may be the members'
+    values (one per member) for an ensemble."""
 
-    lr: float
+    lr: float | Sequence[float]
     steps: int
-    frame_steps: frozenset[int] = frozenset()  # steps whose fit on the plot grid is kept
+    frame_steps: frozenset[int] | Sequence[frozenset[int]] = frozenset()  # steps whose fit on the plot grid is kept (per member)
     curvature_every: int = 0  # measure the sharpness every N steps; 0 = never
     checkpoint_every: int = 0  # hand the state to ``on_checkpoint`` every N steps; 0 = never
-    diverge_above: float = 1e10
+    diverge_above: float | Sequence[float] = 1e10
+
+    def per_member(self, name: str, members: int) -> list[float]:
+        value = getattr(self, name)
+        values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)] * members
+        if len(values) != members:
+            raise ValueError(f"TrainSettings.{name} has {len(values)} values for {members} members")
+        return values
 
 
 @dataclass
 class Trainer:
-    """Descends ``objective`` with ``model``'s parameters; ``tracker`` (a SharpnessTracker,
-    given when ``settings.curvature_every > 0``) measures the top eigenpairs, and ``survey``
-    (a CurvatureSurvey, when asked for) per-term sharpness, trace and density on its own schedule."""
+    """Descends ``objective`` with ``model``'s parameters, an ensemble of E members
+    (neuroscope.model: weights stacked along a leading member dimension, E = 1 for one run):
+    each member has its own lr, metrics rows (``writer``: one MetricsWriter per member, or one
+    for an ensemble of one), TrainState and divergence. ``tracker`` (given when
+    ``settings.curvature_every > 0``) measures every member's top eigenpairs; ``survey`` (a
+    CurvatureSurvey) and ``reference`` are one run's (E = 1)."""
 
     model: nn.Module
     problem: Problem
     objective: Objective
-    writer: hist.MetricsWriter
+    writer: hist.MetricsWriter | Sequence[hist.MetricsWriter]
     settings: TrainSettings
     tracker: Optional["SharpnessTracker"] = None
     survey: Optional["CurvatureSurvey"] = None
     should_stop: Callable[[], bool] = lambda: False
     on_frame: Optional[Callable[[hist.History], None]] = None
-    on_checkpoint: Optional[Callable[[TrainState], None]] = None
+    on_checkpoint: Optional[Callable[[list[Optional[TrainState]]], None]] = None  # each member's state (None: frozen)
     progress: bool = True
     rule: UpdateRule = field(default_factory=GradientDescent)  # the update: Δθ = −lr·∇L + its momentum term
     reference: Optional["GradientFlow"] = None  # followed beside GD, recorded in the same rows
 
     def __post_init__(self) -> None:
-        self.columns = self.writer.columns
+        self.writers = [self.writer] if isinstance(self.writer, hist.MetricsWriter) else list(self.writer)
+        self.columns = self.writers[0].columns
+        if not hasattr(self.model, "members"):  # a plain network: an ensemble of one
+            self.model = SoloEnsemble(self.model)
+        self.members = self.model.members
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
+        self.lrs = self.settings.per_member("lr", self.members)
+        self.limits = self.settings.per_member("diverge_above", self.members)
+        frames = self.settings.frame_steps
+        self.frames = list(frames) if isinstance(frames, (list, tuple)) else [frames] * self.members
+        self.any_frame = frozenset().union(*self.frames)
+        like = self.params[0]
+        self._lr = torch.tensor(self.lrs, dtype=like.dtype, device=like.device)
+        stacked = not isinstance(self.model, SoloEnsemble)  # a custom network's parameters have no member dimension
+        self._lr_views = [self._lr.view(-1, *[1] * (q.dim() - 1)) if stacked else self._lr.reshape(()) for q in self.params]
+        self._sizes = [q[0].numel() if stacked else q.numel() for q in self.params]  # per member
+        p = self.problem
+        self._eval_x = torch.cat([p.test_x, p.gen_x])  # one forward for the test and generalization errors
+        self._eval_y = [(p.test_y, _square_sum(p.test_y)), (p.gen_y, _square_sum(p.gen_y))]
 
-    # The objective as a pure function of the parameter tensors (what curvature differentiates).
+    # The objective as a pure function of the parameter tensors (what curvature differentiates):
+    # the sum of the members' losses, whose Hessian is block-diagonal, one block per member.
     def net(self, params: Sequence[Tensor]) -> Callable[[Tensor], Tensor]:
         names = self.names
         return lambda x: functional_call(self.model, dict(zip(names, params)), (x,))
 
     def loss_fn(self, params: Sequence[Tensor]) -> Tensor:
-        return self.objective(self.net(params), params)[0]
+        return self.objective(self.net(params), params)[0].sum()
 
     def terms_fn(self, params: Sequence[Tensor]) -> dict[str, Tensor]:
-        return self.objective(self.net(params), params)[1]
+        return {k: v.sum() for k, v in self.objective(self.net(params), params)[1].items()}
 
     def residuals_fn(self, params: Sequence[Tensor]) -> dict[str, tuple[Tensor, float]]:
         return self.objective.residuals(self.net(params), params)
@@ -131,124 +161,165 @@ class Trainer:
     def spectrum(self) -> Optional[dict[str, np.ndarray]]:
         """The spectral densities measured so far, with lr, for spectrum.npz (None when off)."""
         arrays = self.survey.spectrum() if self.survey is not None else None
-        return None if arrays is None else {**arrays, "lr": np.float64(self.settings.lr)}
+        return None if arrays is None else {**arrays, "lr": np.float64(self.lrs[0])}
 
     def run(self, state: TrainState, geometry: hist.Geometry) -> tuple[str, TrainState]:
-        """Record rows ``state.step`` to ``settings.steps`` (updating after each but the last),
-        unless the loss diverges or ``should_stop`` says so first."""
+        """One run (an ensemble of one): ``run_members`` with its one state."""
+        statuses, states = self.run_members([state], [geometry])
+        return statuses[0], states[0]
+
+    def run_members(self, states: list[TrainState], geometries: Sequence[Optional[hist.Geometry]]) -> tuple[list[str], list[TrainState]]:
+        """Record rows ``state.step`` to ``settings.steps`` for every member (updating after each
+        but the last); a member whose loss diverges is frozen there, and ``should_stop`` stops all."""
         s = self.settings
-        if state.tracker and self.tracker is not None:
-            self.tracker.load_state_dict(state.tracker)
-        if state.survey and self.survey is not None:
-            self.survey.load_state_dict(state.survey)
-        self.rule.load_state_dict(state.optimizer)
-        if self.reference is not None:
-            self.reference.begin(loss_fn=self.loss_fn, net=self.net, params=self.params, problem=self.problem,
-                                 lr=s.lr, state=state.reference)
-        status = FINISHED
+        self._load_states(states)
+        first = states[0].step
+        statuses = [FINISHED] * self.members
+        self.active = [True] * self.members
         started = time.perf_counter()
-        bar = tqdm(total=s.steps + 1, initial=state.step, desc="training", unit="step", dynamic_ncols=True,
+        bar = tqdm(total=s.steps + 1, initial=first, desc="training", unit="step", dynamic_ncols=True,
                    mininterval=0.25, disable=not self.progress)
         try:
-            for step in range(state.step, s.steps + 1):
-                loss, terms = self.objective(self.model, self.params)  # the same function as loss_fn, minus functional_call's overhead
-                value = loss.item()
-                if not math.isfinite(value) or value > s.diverge_above:
-                    self._diverged(state, step, loss, terms)
-                    status = DIVERGED
+            for step in range(first, s.steps + 1):
+                rows, grads, momentum = self._step_rows(step, states, statuses)
+                if not any(self.active):
                     break
-                row, flat_grad, momentum = self._row(step, loss, terms)
-                del loss, terms
-                if step in s.frame_steps:
-                    self._keep_frame(state, step)
-                self._record(state, row)
-                if step in s.frame_steps and self.on_frame is not None:
-                    self.on_frame(self.history(state, geometry))
+                if self.on_frame is not None and step in self.frames[0]:
+                    self.on_frame(self.history(states[0], geometries[0]))
                 if step < s.steps:
-                    self._update(flat_grad, momentum)
+                    self._update(grads, momentum)
+                del grads
                 if s.checkpoint_every and self.on_checkpoint is not None and step < s.steps and (step + 1) % s.checkpoint_every == 0:
-                    self._keep_states(state)
-                    self.on_checkpoint(state)  # theta_{step+1}, next row step+1
+                    self._keep_states(states)
+                    self.on_checkpoint([st if a else None for st, a in zip(states, self.active)])  # theta_{step+1}, next row step+1
                 bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(loss=f"{row['loss']:.3g}", sharpness=f"{_last(state, 'sharpness'):.3g}", refresh=False)
+                if step % 10 == 0 and rows:
+                    bar.set_postfix(loss=f"{rows[0]['loss']:.3g}", sharpness=f"{_last(states[0], 'sharpness'):.3g}", refresh=False)
                 if step < s.steps and self.should_stop():
-                    status = INTERRUPTED
+                    statuses = [INTERRUPTED if a else st for a, st in zip(self.active, statuses)]
                     log.warning("interrupted after step %d of %d: saving what was recorded", step, s.steps)
                     break
         finally:
             bar.close()
-            self.writer.flush()
-            state.train_seconds += time.perf_counter() - started
-            self._keep_states(state)
-        return status, state
+            for w in self.writers:
+                w.flush()
+            elapsed = time.perf_counter() - started
+            for st in states:
+                st.train_seconds += elapsed
+            self._keep_states(states)
+        return statuses, states
 
-    def _keep_states(self, state: TrainState) -> None:
-        """The trackers', the update rule's and the reference's states, for a checkpoint."""
-        state.tracker = self.tracker.state_dict() if self.tracker is not None else {}
-        state.survey = self.survey.state_dict() if self.survey is not None else {}
-        state.optimizer = self.rule.state_dict()
-        state.reference = self.reference.state_dict() if self.reference is not None else {}
-
-    def _row(self, step: int, loss: Tensor, terms: dict[str, Tensor]) -> tuple[dict[str, float], Tensor, Optional[Tensor]]:
-        """The metrics row of theta_step, the flat gradient of the loss there and the momentum
-        term of the update from it (None for plain GD and for the last row, which has no update)."""
-        p = self.problem
-        measure = self.tracker is not None and step % self.settings.curvature_every == 0
+    def _step_rows(self, step: int, states: list[TrainState], statuses: list[str]) -> tuple[list[dict], Any, Optional[Tensor]]:
+        """Measure theta_step, record each active member's row (a diverging member's last one,
+        freezing it) and return the rows, the gradients and the momentum term of the update."""
+        s, p = self.settings, self.problem
+        losses, terms = self.objective(self.model, self.params)  # loss_fn's function, minus functional_call's overhead
+        measure = self.tracker is not None and step % s.curvature_every == 0
         # materialize: a parameter the objective ignores (e.g. the last bias under a pure
         # u''=f residual) gets a zero gradient, not None
-        grads = torch.autograd.grad(loss, self.params, create_graph=measure, materialize_grads=True)
-        flat_grad = torch.cat([g.detach().reshape(-1) for g in grads])
+        grads = torch.autograd.grad(losses.sum(), self.params, create_graph=measure, materialize_grads=True)
         with torch.no_grad():
-            # the mean of an empty tensor is NaN: no gen_x, no generalization error
-            test, gen = _errors(self.model(p.test_x), p.test_y), _errors(self.model(p.gen_x), p.gen_y)
-            values = [loss.detach(), *(v.detach() for v in terms.values()), test[0], gen[0], test[1], gen[1], _norm(flat_grad)]
-        numbers = torch.stack([v.to(torch.float64) for v in values]).tolist()
+            flat = torch.cat([g.detach().reshape(self.members, -1) for g in grads], dim=1)
+            pred = self.model(self._eval_x)
+            n_test = len(p.test_x)
+            (test, gen) = (_errors(part, y, ssq) for part, (y, ssq) in zip((pred[:, :n_test], pred[:, n_test:]), self._eval_y))
+            values = [losses, *terms.values(), test[0], gen[0], test[1], gen[1], _norm(flat)]
+            numbers = torch.stack([v.detach().to(torch.float64).reshape(self.members) for v in values], dim=1).tolist()
+        rows: dict[int, dict[str, float]] = {}
+        for e in range(self.members):
+            if not self.active[e]:
+                continue
+            if not math.isfinite(numbers[e][0]) or numbers[e][0] > self.limits[e]:
+                self._diverged(states[e], e, step, numbers[e][: 1 + len(terms)], list(terms))
+                self.active[e], statuses[e] = False, DIVERGED
+            else:
+                rows[e] = self._row(step, numbers[e], list(terms))
+        if not rows:
+            return [], grads, None
+        momentum = self.rule.step(flat, self._lr.view(-1, 1)) if step < s.steps else None
+        self._extra_columns(rows, step, grads, flat, momentum, measure)
+        if step in self.any_frame:
+            self._keep_frames({e: states[e] for e in rows if step in self.frames[e]}, step)
+        for e, row in rows.items():
+            self._record(states[e], e, row)
+        return list(rows.values()), grads, momentum
+
+    def _row(self, step: int, numbers: list[float], term_names: list[str]) -> dict[str, float]:
         row: dict[str, float] = {"step": step, "loss": numbers[0]}
-        row.update({f"loss_{k}": v for k, v in zip(terms, numbers[1:])})
+        row.update({f"loss_{k}": v for k, v in zip(term_names, numbers[1:])})
         row["test_error"], row["gen_error"], row["rel_l2"], row["rel_l2_gen"], row["grad_norm"] = numbers[-5:]
-        if len(p.gen_x) == 0:  # the test box is the training box: nothing to generalize to
+        if len(self.problem.gen_x) == 0:  # the test box is the training box: nothing to generalize to
             del row["gen_error"], row["rel_l2_gen"]
-        momentum = self.rule.step(flat_grad, self.settings.lr) if step < self.settings.steps else None
+        return row
+
+    def _extra_columns(self, rows: dict[int, dict[str, float]], step: int, grads: Sequence[Tensor], flat: Tensor,
+                       momentum: Optional[Tensor], measure: bool) -> None:
+        """The curvature columns (every member's, from one batched tracker), the survey's and the reference's."""
         if measure:
-            row.update(self._measure(grads, flat_grad, momentum, step=step, last=step == self.settings.steps))
+            active = [e in rows for e in range(self.members)]
+            results = self.tracker.measure_members(self.loss_fn, self.params, grads, step=step, active=active)
+            for e, row in rows.items():
+                row.update(self._measure(results[e], e, flat[e], None if momentum is None else momentum[e],
+                                         last=step == self.settings.steps))
         if self.survey is not None and self.survey.due(step):
-            row.update(self.survey.measure(step, loss_fn=self.loss_fn, terms_fn=self.terms_fn, params=self.params,
-                                           residuals_fn=self.residuals_fn))
+            rows[0].update(self.survey.measure(step, loss_fn=self.loss_fn, terms_fn=self.terms_fn, params=self.params,
+                                               residuals_fn=self.residuals_fn))
         if self.reference is not None:
-            row.update(self.reference.row(step, self.params, measure=measure))
-        return row, flat_grad, momentum
+            rows[0].update(self.reference.row(step, self.params, measure=measure))
 
-    def _update(self, flat_grad: Tensor, momentum: Optional[Tensor]) -> None:
-        """theta <- theta - lr * grad (+ the rule's momentum term), in place."""
-        lr = self.settings.lr
+    def _load_states(self, states: list[TrainState]) -> None:
+        """Continue the trackers, the update rule and the reference from the members' states."""
+        for e, state in enumerate(states):
+            if state.tracker and self.tracker is not None:
+                self.tracker.load_member_state_dict(e, state.tracker)
+        if states[0].survey and self.survey is not None:
+            self.survey.load_state_dict(states[0].survey)
+        self.rule.load_state_dict(stack_states([st.optimizer for st in states]))
+        if self.reference is not None:
+            self.reference.begin(loss_fn=self.loss_fn, net=self.net, params=self.params, problem=self.problem,
+                                 lr=self.lrs[0], state=states[0].reference)
+
+    def _keep_states(self, states: list[TrainState]) -> None:
+        """The trackers', the update rule's and the reference's states, for a checkpoint."""
+        rule = self.rule.state_dict()
+        for e, state in enumerate(states):
+            state.tracker = self.tracker.member_state_dict(e) if self.tracker is not None else {}
+            state.optimizer = member_state(rule, e)
+        states[0].survey = self.survey.state_dict() if self.survey is not None else {}
+        states[0].reference = self.reference.state_dict() if self.reference is not None else {}
+
+    def _update(self, grads: Sequence[Tensor], momentum: Optional[Tensor]) -> None:
+        """theta <- theta - lr * grad (+ the rule's momentum term), in place, one op per parameter;
+        a frozen (diverged) member keeps its parameters."""
+        parts = [None] * len(self.params) if momentum is None else torch.split(momentum, self._sizes, dim=1)
+        frozen = not all(self.active)
+        keep = torch.tensor(self.active, device=self._lr.device) if frozen else None
         with torch.no_grad():
-            offset = 0
-            for q in self.params:
-                n = q.numel()
-                q.sub_(lr * flat_grad[offset : offset + n].view_as(q))
-                if momentum is not None:
-                    q.add_(momentum[offset : offset + n].view_as(q))
-                offset += n
+            for q, g, lr, m in zip(self.params, grads, self._lr_views, parts):
+                if not frozen:
+                    q.sub_(lr * g)
+                    if m is not None:
+                        q.add_(m.view_as(q))
+                    continue
+                new = q - lr * g if m is None else q - lr * g + m.view_as(q)
+                q.copy_(torch.where(keep.view(lr.shape), new, q))
 
-    def _diverged(self, state: TrainState, step: int, loss: Tensor, terms: dict[str, Tensor]) -> None:
-        """Record the diverging row, and the fit there however wild."""
-        row = {"step": step, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()}}
-        self._record(state, row)
+    def _diverged(self, state: TrainState, e: int, step: int, numbers: list[float], term_names: list[str]) -> None:
+        """Record member ``e``'s diverging row, and its fit there however wild."""
+        row = {"step": step, "loss": numbers[0], **{f"loss_{k}": v for k, v in zip(term_names, numbers[1:])}}
+        self._record(state, e, row)
         if not state.frame_steps or state.frame_steps[-1] != step:
-            self._keep_frame(state, step)
+            self._keep_frames({e: state}, step)
         log.warning("loss = %s at step %d: the run diverged (lr=%g); stopping and keeping what was recorded",
-                    row["loss"], step, self.settings.lr)
+                    row["loss"], step, self.lrs[e])
 
-    def _measure(self, grads: Sequence[Tensor], flat_grad: Tensor, momentum: Optional[Tensor], step: int,
-                 last: bool) -> dict[str, float]:
-        result = self.tracker.measure(self.loss_fn, self.params, grads, step=step)
+    def _measure(self, result, e: int, flat_grad: Tensor, momentum: Optional[Tensor], last: bool) -> dict[str, float]:
         eig = result.eigenvalues.to(torch.float64).tolist()
         row: dict[str, float] = {"sharpness": eig[0]}
         row.update({f"lambda_{i}": v for i, v in enumerate(eig[1:], start=2)})
         v_max = result.eigenvectors[:, 0].to(torch.float64)
         if not last:  # Delta theta = -lr * grad + momentum; the final row has no update to project
-            update = self.settings.lr * flat_grad.to(torch.float64)
+            update = self.lrs[e] * flat_grad.to(torch.float64)
             if momentum is not None:
                 update = update - momentum.to(torch.float64)
             row["projection"] = abs(float((update * v_max).sum()))
@@ -264,13 +335,18 @@ class Trainer:
             row.update(bottom_columns(result))
         return row
 
-    def _keep_frame(self, state: TrainState, step: int) -> None:
+    def _keep_frames(self, states: dict[int, TrainState], step: int) -> None:
+        """The fit on the plot grid of the members ``states`` names (one forward for all), kept in their states."""
+        if not states:
+            return
         with torch.no_grad():
+            pred = to_numpy(self.model(self.problem.plot_x))
+        for e, state in states.items():
             state.frame_steps.append(step)
-            state.frame_pred.append(to_numpy(self.model(self.problem.plot_x)))
+            state.frame_pred.append(pred[e])
 
-    def _record(self, state: TrainState, row: dict[str, float]) -> None:
-        """Keep a row (a missing key means not measured) and stream it to metrics.csv."""
+    def _record(self, state: TrainState, e: int, row: dict[str, float]) -> None:
+        """Keep a row of member ``e`` (a missing key means not measured) and stream it to its metrics.csv."""
         for c in self.columns:
             value = float(row.get(c, math.nan))
             state.metrics.setdefault(c, []).append(value)
@@ -278,7 +354,7 @@ class Trainer:
                 if c not in state.nonfinite:
                     log.warning("non-finite %s = %s at step %d", c, value, row["step"])
                 state.nonfinite[c] = state.nonfinite.get(c, 0) + 1
-        self.writer.write(row)
+        self.writers[e].write(row)
         state.step = int(row["step"]) + 1
 
     def history(self, state: TrainState, geometry: hist.Geometry) -> hist.History:
@@ -291,15 +367,39 @@ class Trainer:
         )
 
 
-def _errors(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """The MSE and the relative L2 error ||pred - target||_2 / ||target||_2 (in float64) of one
-    forward pass; both NaN for no points."""
+def member_state(state: dict[str, Any], e: int) -> dict[str, Any]:
+    """Member ``e``'s part of an ensemble's state dict (its row of every stacked tensor): the
+    format a separate run saves."""
+    return {k: v[e].clone() if isinstance(v, Tensor) else v for k, v in state.items()}
+
+
+def stack_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The members' state dicts as one ensemble's: tensors stacked, the rest the first member's
+    (a value None in any member: None)."""
+    out: dict[str, Any] = {}
+    for k, v in states[0].items():
+        values = [s.get(k) for s in states]
+        if any(x is None for x in values):
+            out[k] = None
+        else:
+            out[k] = torch.stack(values) if isinstance(v, Tensor) else v
+    return out
+
+
+def _square_sum(y: Tensor) -> Tensor:
+    return (y.to(torch.float64) ** 2).sum()
+
+
+def _errors(pred: Tensor, target: Tensor, target_square_sum: Tensor) -> tuple[Tensor, Tensor]:
+    """Per member (pred (E, n)): the MSE and the relative L2 error ||pred - target||_2 /
+    ||target||_2 (in float64, ``target_square_sum`` = ||target||²); both NaN for no points."""
     diff = pred.to(torch.float64) - target.to(torch.float64)
-    return mse(pred, target), torch.sqrt((diff * diff).sum() / (target.to(torch.float64) ** 2).sum())
+    return mse(pred, target, dim=-1), torch.sqrt((diff * diff).sum(dim=-1) / target_square_sum)
 
 
 def _norm(v: Tensor) -> Tensor:
-    return torch.sqrt((v.to(torch.float64) ** 2).sum())
+    """Each member's Euclidean norm of v (E, P), in float64."""
+    return torch.sqrt((v.to(torch.float64) ** 2).sum(dim=-1))
 
 
 def _last(state: TrainState, column: str) -> float:

@@ -24,3 +24,15 @@ def test_groups_keep_first_appearance_order_and_the_cap():
     configs = [typed("lr=0.1"), typed("model.width=8"), typed("lr=0.2"), typed("lr=0.3"), typed("model.width=8", "seed=1")]
     assert group_by_key(configs) == [[0, 2, 3], [1, 4]]
     assert group_by_key(configs, max_batch=2) == [[0, 2], [3], [1, 4]]
+
+
+def test_one_run_features_make_a_group_of_one_each():
+    from neuroscope.batching import solo_reason
+
+    assert solo_reason(typed()) is None
+    for solo, named in ((["curvature.terms=true"], "curvature.terms"), (["reference=flow"], "reference"),
+                        (["viz.live=true"], "viz.live"), (["curvature.density.every=5"], "curvature.density.every")):
+        a, b = typed(*solo), typed(*solo)
+        assert named in solo_reason(a)
+        assert batch_key(a) != batch_key(b)  # not even with an equal config
+        assert group_by_key([a, typed(), b, typed("lr=0.2")]) == [[0], [1, 3], [2]]

@@ -25,11 +25,13 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf, open_dict
 
 from neuroscope import rundir as hist
+from neuroscope import ensemble as ensemble_mod
 from neuroscope import run as run_mod
 from neuroscope.sweep import DIVERGED_OBJECTIVE, objective_value, summarize
 from neuroscope.sweep import batched
 
 from .conftest import run_cli
+from .test_ensemble import CURVATURE, SMALL
 
 TINY = ["steps=12", "curvature.every=4", "viz.format=none", "progress=false", "device.threads=1"]
 RUN_FILES = [".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "neuroscope.log", hist.METRICS_CSV,
@@ -95,15 +97,16 @@ def launch(tmp_path, monkeypatch):
 
 @pytest.fixture
 def groups(monkeypatch):
-    """Records the groups handed to ``run.train_group`` (a recording train_group that runs
-    each member with run.run, as the launcher's stand-in does)."""
+    """Records the groups handed to ``ensemble.train_group`` (a recording train_group that
+    runs each member with run.run)."""
     calls: list[list[Path]] = []
+    real = ensemble_mod.train_group
 
     def train_group(cfgs, run_dirs, *, render=True, progress=None, overrides=()):
         calls.append([Path(d).name for d in run_dirs])
-        return [run_mod.run(c, d, render=render, progress=progress, overrides=overrides) for c, d in zip(cfgs, run_dirs)]
+        return real(cfgs, run_dirs, render=render, progress=progress, overrides=overrides)
 
-    monkeypatch.setattr(run_mod, "train_group", train_group, raising=False)
+    monkeypatch.setattr(ensemble_mod, "train_group", train_group)
     return calls
 
 
@@ -232,6 +235,14 @@ def test_a_signal_before_a_group_stops_launching(launch, groups, monkeypatch):
 # ------------------------------------------------------------------------- the CLI (slow)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _metrics(path: Path) -> dict[str, np.ndarray]:
     return hist.read_metrics_csv(path)
 
@@ -246,6 +257,7 @@ def test_batched_sweep_leaves_what_the_basic_launcher_leaves(tmp_path):
     basic, batched_dir = tmp_path / "basic", tmp_path / "batched"
     jobs = sorted(p.name for p in basic.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert jobs == sorted(p.name for p in batched_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) and len(jobs) == 3
+    below_edge: set[str] = set()
     for job in jobs:
         a, b = basic / job, batched_dir / job
         assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
@@ -256,19 +268,31 @@ def test_batched_sweep_leaves_what_the_basic_launcher_leaves(tmp_path):
         edge = np.flatnonzero(np.nan_to_num(ma["sharpness"], nan=0) >= 2 / lr)
         upto = int(edge[0]) + 1 if edge.size else len(ma["step"])  # GD is chaotic past the edge
         assert list(ma) == list(mb) and len(ma["step"]) == len(mb["step"])
+        if upto == len(ma["step"]):
+            below_edge.add(job)
         for column in ma:
             x, y = ma[column][:upto], mb[column][:upto]
             if column == "hvps":  # the single run times HVP variants at step 0 (SWEEP-FACTS)
                 x, y = x[1:], y[1:]
-            np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-300, equal_nan=True, err_msg=f"{job} {column}")
+            # the issue's tolerances: 1e-10 for every column, 1e-6 for the eigenpair's; a projection
+            # |Δθ·v| near 0 and a residual are small differences, measured against their column's scale
+            rtol = 1e-6 if column in CURVATURE else 1e-10
+            atol = rtol * np.nanmax(np.abs(x)) if column in SMALL and not np.isnan(x).all() else 1e-300
+            np.testing.assert_allclose(y, x, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"{job} {column}")
         ha = OmegaConf.load(a / ".hydra/hydra.yaml").hydra
         hb = OmegaConf.load(b / ".hydra/hydra.yaml").hydra
         assert (ha.job.num, ha.job.id, Path(ha.runtime.output_dir).name) == (hb.job.num, hb.job.id, Path(hb.runtime.output_dir).name)
+    assert below_edge, "no job stayed below the edge: the final values were not compared"
     rows = {}
     for launcher, folder in (("basic", basic), ("batched", batched_dir)):
         with open(folder / hist.SUMMARY_CSV, newline="") as f:
             rows[launcher] = [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
-    assert rows["basic"] == rows["batched"]
+    for a, b in zip(rows["basic"], rows["batched"], strict=True):
+        assert list(a) == list(b)
+        numbers = [k for k in a if _is_number(a[k]) and k != "lr"]
+        assert {k: a[k] for k in a if k not in numbers} == {k: b[k] for k in b if k not in numbers}
+        if a["job"] in below_edge:  # the final values of runs that stayed below the edge, as their metrics
+            np.testing.assert_allclose([float(b[k]) for k in numbers], [float(a[k]) for k in numbers], rtol=1e-6)
     assert (batched_dir / "multirun.yaml").exists() and (batched_dir / hist.SWEEP_PNG).exists()
 
 
@@ -316,17 +340,18 @@ def test_a_group_larger_than_the_free_memory_is_split_into_ensembles_that_fit(la
 
 
 def test_a_group_trainer_s_lines_reach_the_log_of_the_member_they_name(launch, monkeypatch):
-    """The contract for run.train_group: a record with extra={"run_dir": ...} (or the run folder
+    """The contract for ensemble.train_group: a record with extra={"run_dir": ...} (or the run folder
     as a %-argument) goes to that member's log only, one naming no member to every member's."""
     log = logging.getLogger("neuroscope")
+    real = ensemble_mod.train_group
 
     def train_group(cfgs, run_dirs, *, render=True, progress=None, overrides=()):
         log.info("one ensemble of %d members", len(run_dirs))
         for d in run_dirs:
             log.warning("diverged at step 3 (lr %s)", Path(d).name, extra={"run_dir": d})
-        return [run_mod.run(c, d, render=False, progress=progress) for c, d in zip(cfgs, run_dirs)]
+        return real(cfgs, run_dirs, render=False, progress=progress)
 
-    monkeypatch.setattr(run_mod, "train_group", train_group, raising=False)
+    monkeypatch.setattr(ensemble_mod, "train_group", train_group)
     rets, _, _ = launch([["lr=0.05"], ["lr=0.1"]])
     for ret in rets:
         folder = Path(str(ret.hydra_cfg.hydra.runtime.output_dir))

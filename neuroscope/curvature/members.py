@@ -29,7 +29,10 @@ class MemberLayout:
 
     @classmethod
     def stacked(cls, params: Sequence[Tensor], members: int) -> MemberLayout:
-        """The layout of ``params`` whose leading dimension is the member (checked)."""
+        """The layout of ``params`` whose leading dimension is the member (checked); for one
+        member, parameters of any shape (a single run's unstacked model is the ensemble of one)."""
+        if members == 1:
+            return cls([p.numel() for p in params], 1)
         shapes = [tuple(p.shape) for p in params]
         if any(len(shape) == 0 or shape[0] != members for shape in shapes):
             raise ValueError(f"every stacked parameter needs a leading member dimension of {members}; got shapes {shapes}")

@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, filter_overrides, setup_globals
@@ -321,11 +321,9 @@ def _train(group: list[Job], logs: JobLogs) -> list[Optional["RunResult"]]:
     for a resumed run, alone in its group)."""
     overrides = group[0].overrides if group[0].typed.resume else ()
     configs = [j.task_cfg if j.typed.resume else j.typed for j in group]
-    train = train_group()
-    if train is _one_by_one:
-        results = _one_by_one(group, configs, overrides, logs)
-    else:
-        results = train(configs, [j.output_dir for j in group], overrides=overrides)
+    from .. import ensemble  # looked up at call time: one training loop for the whole group
+
+    results = ensemble.train_group(configs, [j.output_dir for j in group], overrides=overrides)
     for job, result in zip(group, results):
         job.result = result
     return results  # (the stand-in's None: a member that failed alone, its error on the job)
@@ -339,37 +337,3 @@ def _restore_config(job: Job) -> None:
     path = job.output_dir / str(job.config.hydra.output_subdir) / "config.yaml"
     if path.exists() and path.read_text(encoding="utf-8") != job.config_yaml:
         _save_config(job.config_yaml, "config.yaml", path.parent)
-
-
-# ------------------------------------------------------------------------- the trainer
-
-
-def train_group() -> Callable[..., list["RunResult"]]:
-    """``run.train_group`` (one training loop for the whole group), or until it exists the
-    stand-in below."""
-    from .. import run as run_mod
-
-    return getattr(run_mod, "train_group", None) or _one_by_one
-
-
-# STAND-IN until run.train_group lands (issue 12, ensemble core): each member trained on its
-# own with run.run under its own HydraConfig, its log lines sent to its own file. The
-# integrator deletes this function and the `train is _one_by_one` branch in _train.
-def _one_by_one(jobs: list[Job], configs: Sequence[Any], overrides: Sequence[str], logs: JobLogs) -> list[Optional["RunResult"]]:
-    from ..run import run
-
-    results: list[Optional["RunResult"]] = []
-    everyone = logs.active
-    try:
-        for job, cfg in zip(jobs, configs):
-            HydraConfig.instance().cfg = job.hydra_cfg
-            logs.active = [job.output_dir.resolve()]
-            try:
-                results.append(run(cfg, job.output_dir, overrides=overrides))
-            except UserError as e:  # this member fails alone; those already trained keep their results
-                log.error("%s", e)
-                job.error = e
-                results.append(None)
-    finally:
-        logs.active = everyone
-    return results
