@@ -227,13 +227,15 @@ def _check_swept_values(command: Command, composed: DictConfig, plain: list[str]
 
     groups = _config_groups()
     for o in swept:
-        for value in _values(o):  # interval sweeps (Optuna) have no values to list
+        cfg = None  # one copy of ``composed`` per key: each value replaces the one before
+        for value in dict.fromkeys(_values(o)):  # interval sweeps (Optuna) have no values to list
             line = f"{o.get_key_element()}={value}"
             if o.key_or_group.split("@")[0] in groups or o.is_add() or o.is_delete():
                 checked_config(command.compose(plain + [line]), plain + [line])
                 continue
             (job,) = parser.parse_overrides([line])
-            cfg = copy.deepcopy(composed)
+            if cfg is None or isinstance(job.value(), dict):  # a mapping merges into what is there: a fresh copy
+                cfg = copy.deepcopy(composed)
             try:
                 OmegaConf.update(cfg, job.key_or_group, job.value(), merge=True, force_add=job.is_force_add())
             except Exception as e:
