@@ -274,8 +274,15 @@ def _worker_start() -> None:
 
 def _halves_in_parallel() -> bool:
     """Whether an MP4's second half may take another core: not in a render_many worker (the
-    workers have the cores already) and not on a one-core machine."""
-    return not _IN_WORKER and _usable_cores() >= 2
+    workers have the cores already), and only where a core is idle (one-minute load average
+    at most the cores less one and a half): on a busy machine a second process only competes
+    with the first. Either way the file's bytes are the same."""
+    cores = _usable_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        load = 0.0
+    return not _IN_WORKER and cores >= 2 and load <= cores - 1.5
 
 
 # ----------------------------------------------------------------------------- command line
