@@ -196,7 +196,8 @@ _IN_WORKER = False  # True in render_many's worker processes
 
 def render_many(run_dirs: Sequence[str | os.PathLike], *, viz: Any = None, workers: int = 0) -> list[str]:
     """``render(run_dir, viz)`` for each folder, in ``workers`` processes (0: one per CPU
-    core this process may use, at most one per folder; 1: here, one after another). Each
+    core this process may use that the load average says is idle, this one's included, at
+    most one per folder; 1: here, one after another). Each
     folder gets exactly the files ``render`` writes for it alone (each worker runs ``render``
     itself). Returns, per folder in order, "done" or "failed".
 
@@ -208,7 +209,7 @@ def render_many(run_dirs: Sequence[str | os.PathLike], *, viz: Any = None, worke
     more, and goes on. Workers are forked where the platform can (matplotlib, imported here
     already, comes with them), else spawned."""
     dirs = [Path(d) for d in run_dirs]
-    n = min(len(dirs), workers if workers > 0 else _usable_cores())
+    n = min(len(dirs), workers if workers > 0 else _idle_cores() + 1)
     if n <= 1:
         return [_render_or_log(d, viz) for d in dirs]
     outcomes = _render_in_pool(dirs, viz, n)
@@ -272,17 +273,23 @@ def _worker_start() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-def _halves_in_parallel() -> bool:
-    """Whether an MP4's second half may take another core: not in a render_many worker (the
-    workers have the cores already), and only where a core is idle (one-minute load average
-    at most the cores less one and a half): on a busy machine a second process only competes
-    with the first. Either way the file's bytes are the same."""
+def _idle_cores() -> int:
+    """The cores this process may use besides its own that nothing else keeps busy, by the
+    one-minute load average less this process's own share (every core where the platform has
+    no load average): on a busy machine a second process only competes with the first."""
     cores = _usable_cores()
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on this platform
-        load = 0.0
-    return not _IN_WORKER and cores >= 2 and load <= cores - 1.5
+        others = max(os.getloadavg()[0] - 1.0, 0.0)
+    except (AttributeError, OSError):
+        others = 0.0
+    return max(0, min(cores - 1, int(cores - 1 - others + 0.5)))
+
+
+def _halves_in_parallel() -> bool:
+    """Whether an MP4's second half may take another core: not in a render_many worker (the
+    workers have the cores already), and only where a core is idle. Either way the file's
+    bytes are the same."""
+    return not _IN_WORKER and _idle_cores() >= 1
 
 
 # ----------------------------------------------------------------------------- command line
