@@ -2,7 +2,8 @@
 RGBA piped to ffmpeg) against the naive recipe (FuncAnimation clearing and re-plotting every
 axis each frame, saved with matplotlib's default FFMpegWriter), on the same synthetic 1D and
 2D runs at 1200x900 (12x9 in, dpi 100). Prints ms/frame, the speed-up, and the cost of one
-full ``fig.canvas.draw()`` for scale.
+full ``fig.canvas.draw()`` for scale; then the frame loop as one MP4 stream against the two
+halves render() writes (the second drawn in a forked process), interleaved, best of --repeat.
 
     python benchmarks/bench_render.py [--frames 200] [--ref-frames 30]
 """
@@ -24,6 +25,7 @@ from matplotlib.animation import FFMpegWriter, FuncAnimation  # noqa: E402
 
 from neuroscope import rundir as hist  # noqa: E402
 from neuroscope.viz import Dashboard, render, write_mp4  # noqa: E402
+from neuroscope.viz.writers import write_mp4_halves  # noqa: E402
 from neuroscope.config import VizConfig  # noqa: E402
 
 LR = 0.1
@@ -158,6 +160,26 @@ def main() -> None:
             print(f"{dim}D   {ours_ms:13.1f} ms {loop_ms:15.1f} ms {naive_ms:9.1f} ms {naive_ms / ours_ms:8.1f}x {1e3 * full:7.0f} ms")
     print("ours: render() = whole call (load, set-up, PNG, every frame, encoding) / frames;"
           " frames only = draw + encode loop; speed-up = naive / render().")
+    halves(args.frames, args.repeat)
+
+
+def halves(frames: int, repeat: int) -> None:
+    """One MP4 stream against two halves (in parallel, and one after the other), ms/frame."""
+    print(f"\n{frames} frames, the frame loop: {'run':<4} {'one stream':>11} {'halves, forked':>15} {'halves in turn':>15} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for dim in (1, 2):
+            run = Path(tmp) / f"run{dim}d"
+            synthetic_run(run, dim, frames)
+            dash = Dashboard(hist.load(run), VizConfig(frames=frames))
+            dash.update(dash.n_frames - 1)
+            best = {"one": math.inf, "forked": math.inf, "in turn": math.inf}
+            for _ in range(repeat):
+                best["one"] = min(best["one"], _timed(lambda: write_mp4(run / "a.mp4", dash.frames(), 20)))
+                best["forked"] = min(best["forked"], _timed(lambda: write_mp4_halves(run / "b.mp4", dash, 20, parallel=True)))
+                best["in turn"] = min(best["in turn"], _timed(lambda: write_mp4_halves(run / "c.mp4", dash, 20, parallel=False)))
+            ms = {k: 1e3 * v / frames for k, v in best.items()}
+            print(f"{'':<27}{dim}D   {ms['one']:8.1f} ms {ms['forked']:12.1f} ms {ms['in turn']:12.1f} ms "
+                  f"{ms['one'] / ms['forked']:5.2f}x")
 
 
 if __name__ == "__main__":

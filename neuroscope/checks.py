@@ -21,6 +21,7 @@ from .losses import build_pde
 from .run import build_model, build_target, resolve_device
 
 PROBE_POINTS = 3  # points a target, model or PDE is tried on before the run builds anything
+CPU_PROBE_PARAMS = 2_000_000  # models up to this size are probed on the CPU (8 MB of float32 weights at most)
 
 
 def checked_config(cfg: Any, overrides: Sequence[str] = ()) -> Config:
@@ -29,8 +30,19 @@ def checked_config(cfg: Any, overrides: Sequence[str] = ()) -> Config:
     config = to_config(cfg)
     if config.resume:
         config = resume_config(Path(config.resume), overrides)
-    check_runnable(config)
+    key = None if config.resume else repr(config)  # a resume also depends on the files it reads
+    if key is None or key not in _CHECKED:
+        check_runnable(config)
+    if key is not None:
+        _CHECKED.add(key)
     return config
+
+
+# The configs this process has checked, by their repr: the CLI's preflight checks each run's
+# config (each swept value's) before Hydra starts, and run.run, called by Hydra for the same
+# config, does not probe it again. Everything check_runnable looks at is in the config (the
+# device and free memory change nothing in the seconds between the two).
+_CHECKED: set[str] = set()
 
 
 def check_runnable(config: Config) -> None:
@@ -57,27 +69,40 @@ def _box_points(config: Config, dtype: torch.dtype) -> torch.Tensor:
 
 
 def probe_model(config: Config) -> int:
-    """Build ``model._target_`` on the meta device (no memory) and run it on a probe: it must
-    map (n, input_dim) to (n,). Returns its parameter count."""
+    """Build ``model._target_`` and run it on a probe: it must map (n, input_dim) to (n,).
+    Returns its parameter count. It is built on the meta device first (no memory); a model
+    of up to ``CPU_PROBE_PARAMS`` parameters is then probed on the CPU, a larger one on the
+    meta device (whose Python kernels import torch._dynamo and sympy: 1.2 s of a default
+    run's start-up, against microseconds for the default model on the CPU)."""
     m = config.model
     resolve_target(m._target_, key="model._target_", kind="model")  # imported here, outside the meta device
     where = f"model._target_={m._target_!r} with input_dim={config.input_dim}, model.width={m.width}, model.depth={m.depth}"
     with torch.device("meta"):
-        try:
-            model = build_model(m, config.input_dim)
-        except Exception as e:
-            raise ConfigError(f"{where} could not be built ({type(e).__name__}: {' '.join(str(e).split())}): it is called "
-                              "with input_dim, width, depth, activation and bias, like neuroscope.model.MLP.") from None
+        model = _built_model(config, where)
+    n_params = sum(p.numel() for p in model.parameters())
+    on_cpu = n_params <= CPU_PROBE_PARAMS
+    if on_cpu:
+        with torch.random.fork_rng(devices=[]):  # the probe's initial weights leave no trace on the seeded RNG
+            model = _built_model(config, where)
+    with torch.device("cpu" if on_cpu else "meta"):
         try:
             y = model(torch.zeros(PROBE_POINTS, config.input_dim))
-        except NotImplementedError:  # an operation the meta device lacks: the run itself will tell
-            y = None
         except Exception as e:
-            raise ConfigError(f"{where} fails on {PROBE_POINTS} inputs ({type(e).__name__}: {' '.join(str(e).split())}).") from None
+            if not isinstance(e, NotImplementedError) or on_cpu:
+                raise ConfigError(f"{where} fails on {PROBE_POINTS} inputs ({type(e).__name__}: {' '.join(str(e).split())}).") from None
+            y = None  # an operation the meta device lacks: the run itself will tell
     if y is not None and (not isinstance(y, torch.Tensor) or tuple(y.shape) != (PROBE_POINTS,)):
         raise ConfigError(f"{where} returns {type(y).__name__} of shape {tuple(getattr(y, 'shape', ()))} for {PROBE_POINTS} "
                           "inputs: a model maps (n, input_dim) to (n,) (not (n, 1), which would broadcast in the loss).")
-    return sum(p.numel() for p in model.parameters())
+    return n_params
+
+
+def _built_model(config: Config, where: str) -> Any:
+    try:
+        return build_model(config.model, config.input_dim)
+    except Exception as e:
+        raise ConfigError(f"{where} could not be built ({type(e).__name__}: {' '.join(str(e).split())}): it is called "
+                          "with input_dim, width, depth, activation and bias, like neuroscope.model.MLP.") from None
 
 
 def probe_pde(config: Config, pde: Any) -> None:

@@ -5,6 +5,7 @@ printed as one paragraph with exit status 2, never as a traceback.
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import sys
@@ -226,13 +227,15 @@ def _check_swept_values(command: Command, composed: DictConfig, plain: list[str]
 
     groups = _config_groups()
     for o in swept:
-        for value in _values(o):  # interval sweeps (Optuna) have no values to list
+        cfg = None  # one copy of ``composed`` per key: each value replaces the one before
+        for value in dict.fromkeys(_values(o)):  # interval sweeps (Optuna) have no values to list
             line = f"{o.get_key_element()}={value}"
             if o.key_or_group.split("@")[0] in groups or o.is_add() or o.is_delete():
                 checked_config(command.compose(plain + [line]), plain + [line])
                 continue
             (job,) = parser.parse_overrides([line])
-            cfg = copy.deepcopy(composed)
+            if cfg is None or isinstance(job.value(), dict):  # a mapping merges into what is there: a fresh copy
+                cfg = copy.deepcopy(composed)
             try:
                 OmegaConf.update(cfg, job.key_or_group, job.value(), merge=True, force_add=job.is_force_add())
             except Exception as e:
@@ -260,6 +263,7 @@ def _config_groups() -> set[str]:
 
 
 def main() -> None:
+    atexit.register(skip_final_collections)  # runs when this process exits, not when main returns
     if "--version" in sys.argv[1:]:  # ours, not Hydra's (which names only Hydra)
         print(version_line())
         sys.exit(0)
@@ -273,6 +277,27 @@ def main() -> None:
     except Interrupted as e:  # a sweep's parent, signalled twice
         print(f"neuroscope: {e}; the files already written are kept", file=sys.stderr)
         sys.exit(e.exit_code)
+
+
+def skip_final_collections() -> None:
+    """At exit: let the interpreter's finalization skip the collector's passes over what lives.
+
+    Measured on the default run (2 cores): 1.0-1.8 s passed between the last atexit handler
+    and the process's end, 0.5-0.7 s of it for ``import torch`` alone. Nothing waits there (no
+    thread, pool or subprocess is left; ffmpeg was waited for): it is Python 3.11's
+    finalization, whose full collections walk every live object (~380,000 once torch, sympy,
+    matplotlib and Hydra are imported). ``gc.freeze()`` moves them to the permanent
+    generation, which those collections skip: the exit then takes 0.15-0.2 s. It is safe
+    because the rest of a normal exit still happens: every other atexit handler (the
+    logging flush, a sweep's summary; LIFO, the ones registered after this run before it),
+    the join of non-daemon threads, stdio flushes; and every object outside a reference
+    cycle is still freed when the modules are cleared, so an open file still closes. Only
+    cyclic garbage is left for the OS to reclaim with the process. (``os._exit`` would save
+    0.1 s more but skip those steps.)"""
+    import gc
+
+    gc.disable()
+    gc.freeze()
 
 
 if __name__ == "__main__":

@@ -74,7 +74,6 @@ def reference_cost(metrics: dict[str, np.ndarray]) -> dict[str, float]:
 def environment(device: torch.device, config: Config) -> dict[str, Any]:
     """Versions, platform, device and command line: what a rerun needs to match."""
     import hydra
-    import matplotlib
     import omegaconf
 
     return {
@@ -83,13 +82,25 @@ def environment(device: torch.device, config: Config) -> dict[str, Any]:
         "numpy": np.__version__,
         "hydra": hydra.__version__,
         "omegaconf": omegaconf.__version__,
-        "matplotlib": matplotlib.__version__,
+        "matplotlib": _version("matplotlib"),
         "platform": platform.platform(),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "dtype": config.device.dtype.value,
         "threads": torch.get_num_threads(),
         "argv": sys.argv,
     }
+
+
+def _version(package: str) -> str:
+    """An installed package's version without importing it (matplotlib costs 0.2-0.7 s, and
+    a run that draws nothing, or draws in another process, need not import it)."""
+    from importlib import metadata
+
+    module = sys.modules.get(package)
+    try:
+        return module.__version__ if module is not None else metadata.version(package)
+    except (metadata.PackageNotFoundError, AttributeError):
+        return "unknown"
 
 
 def log_outcome(summary: dict[str, Any]) -> None:

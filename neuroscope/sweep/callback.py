@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 from .. import stopping
 from ..config import UserError
 from ..rundir import DIVERGED, INTERRUPTED, SUMMARY_CSV, SWEEP_PNG
-from .figure import plot_sweep
 from .jobs import Launch, as_number, load_sweep, write_launch
 from .seeds import by_seed_name, seed_swept, write_by_seed
 from .table import SweepResult, describe, format_table, write_table
@@ -38,6 +37,9 @@ def summarize(sweep_dir: str | os.PathLike, *, plot: bool = True) -> SweepResult
     sweep = load_sweep(sweep_dir)
     csv_path = write_table(sweep, sweep.sweep_dir / SUMMARY_CSV)
     by_seed = write_by_seed(sweep, sweep.sweep_dir / by_seed_name(sweep)) if seed_swept(sweep) else None
+    if plot:
+        from .figure import plot_sweep  # matplotlib only when a sweep is drawn
+
     png = plot_sweep(sweep, sweep.sweep_dir / SWEEP_PNG) if plot else None
     return SweepResult(sweep=sweep, csv=csv_path, png=png, by_seed=by_seed)
 

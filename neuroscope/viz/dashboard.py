@@ -271,8 +271,9 @@ class Dashboard:
         """The canvas pixels, (height, width, 4) uint8 (a view: copy it to keep a frame)."""
         return np.asarray(self.canvas.buffer_rgba())
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """Draw every frame in order, yielding the canvas pixels after each."""
-        for i in range(self.n_frames):
+    def frames(self, start: int = 0, stop: Optional[int] = None) -> Iterator[np.ndarray]:
+        """Draw frames ``start`` to ``stop`` (default: every frame) in order, yielding the canvas
+        pixels after each. A frame's pixels do not depend on the frames drawn before it."""
+        for i in range(start, self.n_frames if stop is None else stop):
             self.update(i)
             yield self.rgba()

@@ -18,7 +18,7 @@ from ..config import ConfigError, UserError, VideoFormat, VizConfig
 from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load
 from .dashboard import Dashboard
 from .spectrum import render_spectrum
-from .writers import save_png, write_gif, write_gif_pillow, write_mp4
+from .writers import save_png, write_gif, write_gif_pillow, write_mp4, write_mp4_halves
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _write_video(run_dir: Path, dash: Dashboard, viz: VizConfig) -> tuple[Option
         target = run_dir / ANIMATION_MP4
         try:
             with atomic_path(target) as partial:
-                frames = write_mp4(partial, dash.frames(), viz.fps)
+                frames = write_mp4_halves(partial, dash, viz.fps, parallel=_halves_in_parallel(), write=write_mp4)
             return target, frames
         except Exception as e:  # no encoder, broken binary, disk full ...: a GIF still shows the run
             log.warning("could not write %s (%s: %s); writing %s instead", target.name, type(e).__name__, first_line(e),
@@ -186,6 +186,110 @@ def _write_video(run_dir: Path, dash: Dashboard, viz: VizConfig) -> tuple[Option
             except Exception as e:
                 log.warning("%s failed (%s: %s)", writer.__name__, type(e).__name__, first_line(e))
     return None, 0
+
+
+# ----------------------------------------------------------------------------- many folders
+
+DONE, FAILED = "done", "failed"  # what render_many says of each folder (summary.json's "render")
+_IN_WORKER = False  # True in render_many's worker processes
+
+
+def render_many(run_dirs: Sequence[str | os.PathLike], *, viz: Any = None, workers: int = 0) -> list[str]:
+    """``render(run_dir, viz)`` for each folder, in ``workers`` processes (0: one per CPU
+    core this process may use that the load average says is idle, this one's included, at
+    most one per folder; 1: here, one after another). Each
+    folder gets exactly the files ``render`` writes for it alone (each worker runs ``render``
+    itself). Returns, per folder in order, "done" or "failed".
+
+    Failures stay with their folder: an error (a damaged folder, a failing encoder) is logged
+    and that folder is "failed", the others are drawn; a worker that dies (a crash, the OOM
+    killer) loses only its folder, the folders it took down with it are drawn again, each in
+    a process of its own. Workers ignore SIGINT and SIGTERM; a signal that makes this process
+    raise (inside ``stopping.rendering()``) lets the folders being drawn finish, draws no
+    more, and goes on. Workers are forked where the platform can (matplotlib, imported here
+    already, comes with them), else spawned."""
+    dirs = [Path(d) for d in run_dirs]
+    n = min(len(dirs), workers if workers > 0 else _idle_cores() + 1)
+    if n <= 1:
+        return [_render_or_log(d, viz) for d in dirs]
+    outcomes = _render_in_pool(dirs, viz, n)
+    for i, outcome in enumerate(outcomes):
+        if outcome is None:  # its worker died: again alone, so that only a folder that kills its process fails
+            (outcomes[i],) = _render_in_pool([dirs[i]], viz, 1)
+            if outcomes[i] is None:
+                log.error("rendering %s killed its worker process; re-render with: neuroscope-render %s", dirs[i], dirs[i])
+                outcomes[i] = FAILED
+    return outcomes
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _render_or_log(run_dir: Path, viz: Any) -> str:
+    """``render`` one folder: "done", or "failed" with the reason logged."""
+    try:
+        result = render(run_dir, viz)
+    except Exception as e:
+        log.error("rendering %s failed (%s: %s); re-render with: neuroscope-render %s", run_dir, type(e).__name__,
+                  first_line(e), run_dir)
+        return FAILED
+    log.info("dashboard: %s%s", result.png, f", animation: {result.video}" if result.video else "")
+    return DONE
+
+
+def _render_in_pool(dirs: list[Path], viz: Any, workers: int) -> list[Optional[str]]:
+    """Each folder's outcome from a pool of ``workers`` processes; None where a worker died."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start)
+    try:
+        futures = [pool.submit(_render_or_log, d, viz) for d in dirs]
+        outcomes: list[Optional[str]] = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except BrokenProcessPool:
+                outcomes.append(None)
+        return outcomes
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_start() -> None:
+    """A render worker leaves signals to the process that started it (which stops handing out
+    folders); a folder being drawn is finished, never left half written."""
+    import signal
+
+    global _IN_WORKER
+    _IN_WORKER = True
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
+def _idle_cores() -> int:
+    """The cores this process may use besides its own that nothing else keeps busy, by the
+    one-minute load average less this process's own share (every core where the platform has
+    no load average): on a busy machine a second process only competes with the first."""
+    cores = _usable_cores()
+    try:
+        others = max(os.getloadavg()[0] - 1.0, 0.0)
+    except (AttributeError, OSError):
+        others = 0.0
+    return max(0, min(cores - 1, int(cores - 1 - others + 0.5)))
+
+
+def _halves_in_parallel() -> bool:
+    """Whether an MP4's second half may take another core: not in a render_many worker (the
+    workers have the cores already), and only where a core is idle. Either way the file's
+    bytes are the same."""
+    return not _IN_WORKER and _idle_cores() >= 1
 
 
 # ----------------------------------------------------------------------------- command line
