@@ -154,6 +154,8 @@ def train_group(
             raise output_error(run_dirs[0], e, f"{hist.METRICS_CSV} keeps the rows recorded so far. ") from None
         results = [_finish(configs[e], group, e, run_dirs[e], statuses[e], states[e], histories[e], src, started, received, render)
                    for e in range(len(configs))]
+        if render:  # every member's pictures at once, after every member's files are written
+            _render_and_record([(r.run_dir, c, r.summary) for r, c in zip(results, configs)], started, received)
         signum = received()
     for r in results:
         r.exit_code = 128 + signum if signum else (128 + signal.SIGINT if r.status == INTERRUPTED else 0)
@@ -227,7 +229,7 @@ def _checkpoint(configs: Sequence[Config], group: GroupSetup, states: Sequence[O
 def _finish(config: Config, group: GroupSetup, e: int, run_dir: Path, status: str, state: TrainState,
             history: hist.History, src: Optional[Path], started: float, received: Callable[[], Optional[int]],
             render: bool) -> RunResult:
-    """Member ``e``'s summary and files, then its pictures: what ``run.run`` does after training."""
+    """Member ``e``'s summary and files (its pictures come after every member's): what ``run.run`` does after training."""
     setup = group.member(e)
     summary = make_summary(config, history, status, state, device=setup.device, n_params=setup.n_params)
     if src is not None:
@@ -239,12 +241,4 @@ def _finish(config: Config, group: GroupSetup, e: int, run_dir: Path, status: st
         raise output_error(run_dir, e, f"{hist.METRICS_CSV} keeps the rows recorded so far; no partial file is left. ") from None
     history.meta = summary
     log_outcome(summary)
-    if render:
-        render_member(run_dir, config, summary, started, received)
     return RunResult(run_dir=run_dir, status=status, history=history, summary=summary, model=setup.model)
-
-
-def render_member(run_dir: Path, config: Config, summary: dict[str, Any], started: float,
-                  received: Callable[[], Optional[int]]) -> None:
-    """One member's pictures: the one place a faster many-member render would replace."""
-    _render_and_record(run_dir, config, summary, started, received)

@@ -264,25 +264,35 @@ def _write_summary(run_dir: Path, summary: dict[str, Any], started: float, signu
     hist.write_summary(run_dir, summary)
 
 
-def _render_and_record(run_dir: Path, config: Config, summary: dict[str, Any], started: float,
+def _render_and_record(runs: Sequence[tuple[Path, Config, dict[str, Any]]], started: float,
                        received: Callable[[], Optional[int]]) -> None:
-    """Render, and say in the summary how it went: done, failed or interrupted (a first signal
-    stops the rendering; the run's status stays what training made it)."""
+    """Render each ``(run_dir, config, summary)`` (one run here; several with ``viz.render_many``,
+    in worker processes where cores are idle) and say in each summary how it went: done, failed
+    or interrupted (a first signal stops the rendering; a run's status stays what training made it)."""
     try:
-        summary["render"] = _render(run_dir, config)
+        if len(runs) == 1:
+            outcomes = [_render(runs[0][0], runs[0][1])]
+        else:
+            from . import viz
+
+            with rendering():
+                outcomes = viz.render_many([run_dir for run_dir, _, _ in runs])
     except Interrupted as e:
-        summary["render"] = INTERRUPTED
-        log.warning("rendering interrupted (%s); the run's data is saved, re-render with: neuroscope-render %s",
-                    signal_name(e.signum), run_dir)
-        with contextlib.suppress(OSError):
-            _write_summary(run_dir, summary, started, received())
+        log.warning("rendering interrupted (%s); the runs' data is saved, re-render with: neuroscope-render %s",
+                    signal_name(e.signum), " ".join(str(run_dir) for run_dir, _, _ in runs))
+        for run_dir, _, summary in runs:
+            summary["render"] = INTERRUPTED
+            with contextlib.suppress(OSError):
+                _write_summary(run_dir, summary, started, received())
         if e.at_once:
             raise
         return
-    try:
-        _write_summary(run_dir, summary, started, received())
-    except OSError as e:
-        raise output_error(run_dir, e) from None
+    for (run_dir, _, summary), outcome in zip(runs, outcomes):
+        summary["render"] = outcome
+        try:
+            _write_summary(run_dir, summary, started, received())
+        except OSError as e:
+            raise output_error(run_dir, e) from None
 
 
 def _tracker(config: Config, seeds: Optional[Sequence[int]] = None) -> Optional["SharpnessTracker"]:
