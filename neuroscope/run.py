@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from . import data as data_mod
@@ -23,7 +23,7 @@ from . import rundir as hist
 from .config import Config, ConfigError, DeviceConfig, DeviceType, FunctionConfig, ModelConfig, OutputError
 from .targets import resolve_target
 from .losses import Objective
-from .checkpoint import save_checkpoint, write_torch
+from .checkpoint import config_yaml, save_checkpoint, write_torch
 from .diskspace import check_free_space, estimate_run_bytes
 from .faults import fault_point
 from .params import check_keywords
@@ -233,7 +233,7 @@ def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optiona
             log.warning("%s held files of an earlier run; removed them: %s", run_dir, ", ".join(p.name for p in stale))
     if src is not None or not _hydra_wrote_config(run_dir):
         (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
-        hist.write_atomic(run_dir / CONFIG_YAML, OmegaConf.to_yaml(OmegaConf.structured(config)))
+        hist.write_atomic(run_dir / CONFIG_YAML, config_yaml(config))
 
 
 def _hydra_wrote_config(run_dir: Path) -> bool:

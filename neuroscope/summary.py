@@ -3,6 +3,7 @@ bookkeeping and the environment it ran in; and the log lines that report it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import sys
@@ -73,6 +74,19 @@ def reference_cost(metrics: dict[str, np.ndarray]) -> dict[str, float]:
 
 def environment(device: torch.device, config: Config) -> dict[str, Any]:
     """Versions, platform, device and command line: what a rerun needs to match."""
+    return {
+        **_versions(),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "dtype": config.device.dtype.value,
+        "threads": torch.get_num_threads(),
+        "argv": sys.argv,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    """The libraries' versions and the platform: the same for every run of a process (and
+    ``platform.platform()`` reads the interpreter's binary: ~10 ms an ensemble member)."""
     import hydra
     import omegaconf
 
@@ -84,10 +98,6 @@ def environment(device: torch.device, config: Config) -> dict[str, Any]:
         "omegaconf": omegaconf.__version__,
         "matplotlib": _version("matplotlib"),
         "platform": platform.platform(),
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "dtype": config.device.dtype.value,
-        "threads": torch.get_num_threads(),
-        "argv": sys.argv,
     }
 
 
