@@ -8,6 +8,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,joblib,submitit
+# The suite runs on pytest-xdist workers, one per core up to 4 (XDIST= runs it in one process);
+# tests sharing a module-scoped fixture stay on one worker (tests/conftest.py, --dist loadgroup).
+XDIST ?= -n auto --maxprocesses=4 --dist loadgroup
 BIN := $(VENV)/bin
 
 .PHONY: setup run test check bench clean
@@ -24,10 +27,10 @@ run: setup
 	$(BIN)/neuroscope $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 check: setup
-	$(BIN)/python -m pytest -m "not slow" -x -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" -x -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_sharpness.py --quick

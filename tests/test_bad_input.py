@@ -8,7 +8,6 @@ import logging
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +192,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def _render(run_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neuroscope.viz", str(run_dir)], capture_output=True, text=True, timeout=120)
+    return run_cli([str(run_dir)], run_dir.parent, timeout=120, module="neuroscope.viz")
 
 
 @pytest.mark.parametrize("damage, fragment", [
@@ -221,8 +220,7 @@ def test_summary_of_a_sweep_with_one_damaged_job_reports_it_and_the_others(tmp_p
     _write_job(tmp_path, "0_lr=0.1", ["lr=0.1", "steps=100"], lr=0.1, status="finished")
     _write_job(tmp_path, "1_lr=0.2", ["lr=0.2", "steps=100"], lr=0.2, status="finished")
     (tmp_path / "1_lr=0.2" / SUMMARY_JSON).write_text('{"status": ')
-    proc = subprocess.run([sys.executable, "-m", "neuroscope.sweep", str(tmp_path), "--no-plot"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli([str(tmp_path), "--no-plot"], tmp_path, timeout=120, module="neuroscope.sweep")
     assert proc.returncode == 0, proc.stderr
     rows = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(rows) == 3 and "finished" in rows[1]

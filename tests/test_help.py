@@ -64,5 +64,5 @@ def test_help_lists_each_config_group_with_its_options_resume_and_launchers(help
 
 
 def test_version_names_neuroscopes_version(tmp_path):
-    proc = run_cli(["--version"], tmp_path, timeout=60)
+    proc = run_cli(["--version"], tmp_path, timeout=60, fresh=True)
     assert proc.returncode == 0 and f"neuroscope {neuroscope.__version__}" in proc.stdout

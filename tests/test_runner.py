@@ -76,7 +76,8 @@ def _check_run_dir(run_dir, input_dim):
 
 
 def test_cli_runs_1d_and_leaves_every_file(tmp_path):
-    proc = run_cli(["steps=40", "curvature.every=5", "viz.frames=8", "progress=false"], tmp_path)
+    # a new interpreter, exactly as typed (the other CLI tests run in the fork server's children)
+    proc = run_cli(["steps=40", "curvature.every=5", "viz.frames=8", "progress=false"], tmp_path, fresh=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = _check_run_dir(single_run_dir(tmp_path), 1)
     assert summary["final"]["gen_error"] > summary["final"]["test_error"]  # sin outside [-pi, pi] is not learned

@@ -72,7 +72,7 @@ def test_sigterm_mid_run_exits_143_and_leaves_every_file(tmp_path):
 
 @pytest.mark.slow
 def test_sigint_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
-    steps = 1000
+    steps = 400  # interrupted after 30 rows: the rest is the resume, compared with a full run
     args = [f"steps={steps}", "curvature.every=5", "viz.frames=10", "progress=false", "viz.format=none"]
     code, out, run_dir = _interrupt(tmp_path, args, signal.SIGINT)
     assert code == 130, out
@@ -92,7 +92,8 @@ def test_sigint_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
-    args = ["steps=3000", "curvature.every=0", "checkpoint.every=20", "viz.format=none", "progress=false"]
+    steps = 600  # killed after 60 rows: the rest is the resume, compared with a full run
+    args = [f"steps={steps}", "curvature.every=0", "checkpoint.every=20", "viz.format=none", "progress=false"]
     proc = _start(args, tmp_path)
     run_dir = _wait_for_rows(tmp_path, 60, proc)
     proc.kill()  # no chance to clean up
@@ -102,7 +103,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert len(rows["step"]) >= 60 and np.array_equal(rows["step"], np.arange(len(rows["step"])))
     out = tmp_path / "continued"
     result = resume(str(run_dir), out_dir=str(out))
-    assert result.status == "finished" and result.summary["steps_done"] == 3000
+    assert result.status == "finished" and result.summary["steps_done"] == steps
     full = train(compose(args), out_dir=tmp_path / "full")
     np.testing.assert_allclose(result.history.metrics["loss"], full.history.metrics["loss"], rtol=1e-6, atol=0)
     assert (out / "metrics.csv").read_text().splitlines()[:50] == (tmp_path / "full" / "metrics.csv").read_text().splitlines()[:50]
