@@ -273,9 +273,9 @@ def _render_and_record(runs: Sequence[tuple[Path, Config, dict[str, Any]]], star
         if len(runs) == 1:
             outcomes = [_render(runs[0][0], runs[0][1])]
         else:
-            from . import viz
-
             with rendering():
+                from . import viz
+
                 outcomes = viz.render_many([run_dir for run_dir, _, _ in runs])
     except Interrupted as e:
         log.warning("rendering interrupted (%s); the runs' data is saved, re-render with: neuroscope-render %s",
@@ -354,9 +354,9 @@ def _render(run_dir: Path, config: Config) -> str:
     """Draw the dashboard and animation: "done", or "failed" (logged: a drawing failure never
     loses the run). A signal ends it with :class:`Interrupted`."""
     try:
-        from . import viz
+        with rendering():  # from the import on (matplotlib takes 0.2-2 s): a signal now stops the rendering
+            from . import viz
 
-        with rendering():
             result = viz.render(run_dir, config.viz)
         log.info("dashboard: %s%s", result.png, f", animation: {result.video}" if result.video else "")
         return "done"

@@ -331,10 +331,10 @@ def test_a_signal_during_cli_rendering_exits_143_with_render_interrupted(tmp_pat
                       "progress=false"], tmp_path)
     summary_path = tmp_path / "run" / hist.SUMMARY_JSON
     deadline = time.time() + 120
-    while not summary_path.exists() and time.time() < deadline:  # written before rendering starts
-        assert proc.poll() is None, proc.stdout.read()
+    png = tmp_path / "run" / hist.DASHBOARD_PNG
+    while not (summary_path.exists() and png.exists()) and time.time() < deadline:  # the summary is written
+        assert proc.poll() is None, proc.stdout.read()  # before rendering starts, the png first in it, then the GIF's 200 frames
         time.sleep(0.05)
-    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     summary = json.loads(summary_path.read_text())
