@@ -317,7 +317,11 @@ def test_a_second_signal_stops_at_once_without_a_traceback(tmp_path, sig):
     proc = start_cli(["hydra.run.dir=run", "steps=100000", "curvature.every=5", "viz.format=gif", "progress=false"], tmp_path)
     wait_for_rows(tmp_path / "run" / hist.METRICS_CSV, 30, proc)
     proc.send_signal(sig)
-    time.sleep(0.05)  # the run stops at the end of its step, then saves: the second one comes while it saves or renders
+    # the run stops at the end of its step, then saves and renders: the second signal comes once
+    # the first was handled (two sent at once can reach the process as one: signals do not queue)
+    summary, deadline = tmp_path / "run" / hist.SUMMARY_JSON, time.time() + 60
+    while not summary.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, out
