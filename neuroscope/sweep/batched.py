@@ -1,6 +1,6 @@
 """The work of ``hydra/launcher=batched`` (hydra_plugins/neuroscope_batched): every job of a
 sweep composed once, checked, grouped by ``batching.group_by_key`` and trained group by group
-with ``run.train_group``, one training loop per group, in this process.
+with ``ensemble.train_group``, one training loop per group, in this process.
 
 Each job is set up the way ``hydra.core.utils.run_job`` sets one up: its output folder, its
 ``.hydra/`` files (config.yaml, hydra.yaml, overrides.yaml), its log file, ``HydraConfig`` and
@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from .. import stopping
 from ..config import Config, ConfigError, UserError
 from .callback import objective_value
-from .joblogs import JobLogs, job_logs
+from .joblogs import job_logs
 
 if TYPE_CHECKING:
     from hydra.plugins.launcher import Launcher
@@ -290,13 +290,13 @@ def _run_group(launcher: "Launcher", group: list[Job]) -> None:
     """Train one group as one ensemble and record each member's outcome."""
     from ..stopping import Interrupted
 
-    with job_logs(group, launcher.config.hydra.verbose) as logs:
+    with job_logs(group, launcher.config.hydra.verbose):
         for job in group:
             _start(launcher, job)
         HydraConfig.instance().cfg = group[0].hydra_cfg
         try:
             with env_override(dict(group[0].config.hydra.job.env_set)):
-                results = _train(group, logs)
+                _train(group)
         except UserError as e:  # e.g. the disk cannot take the group's files: every member fails with it
             log.error("%s", e)
             for job in group:
@@ -316,8 +316,8 @@ def _run_group(launcher: "Launcher", group: list[Job]) -> None:
             _finish(launcher, job, JobStatus.FAILED, job.error)
 
 
-def _train(group: list[Job], logs: JobLogs) -> list[Optional["RunResult"]]:
-    """``run.train_group`` on the group's configs and folders (the group's resume overrides
+def _train(group: list[Job]) -> None:
+    """``ensemble.train_group`` on the group's configs and folders (the group's resume overrides
     for a resumed run, alone in its group)."""
     overrides = group[0].overrides if group[0].typed.resume else ()
     configs = [j.task_cfg if j.typed.resume else j.typed for j in group]
@@ -326,7 +326,6 @@ def _train(group: list[Job], logs: JobLogs) -> list[Optional["RunResult"]]:
     results = ensemble.train_group(configs, [j.output_dir for j in group], overrides=overrides)
     for job, result in zip(group, results):
         job.result = result
-    return results  # (the stand-in's None: a member that failed alone, its error on the job)
 
 
 def _restore_config(job: Job) -> None:
