@@ -5,12 +5,16 @@ state it continues from. (Not ``resume.py``: that name would shadow ``neuroscope
 from __future__ import annotations
 
 import copy
+import dataclasses
+import enum
+import functools
 import hashlib
 import json
 import io
 import logging
 import os
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -51,28 +55,74 @@ class Checkpoint:
 
 def config_data(config: Config) -> dict[str, Any]:
     """A config as plain data, interpolations resolved: what a checkpoint records."""
-    return copy.deepcopy(_views(config)[1])
+    return copy.deepcopy(_data(config))
 
 
 def config_yaml(config: Config) -> str:
     """A config as the YAML of ``.hydra/config.yaml``, for a run Hydra did not make."""
-    return _views(config)[0]
+    key = repr(config)
+    if key not in _YAML:
+        _remember(_YAML, key, OmegaConf.to_yaml(OmegaConf.create(_data(config))))
+    return _YAML[key]
 
 
-_VIEWS: dict[str, tuple[str, dict[str, Any]]] = {}
+_DATA: dict[str, dict[str, Any]] = {}
+_YAML: dict[str, str] = {}
 
 
-def _views(config: Config) -> tuple[str, dict[str, Any]]:
-    """Both views of ``config``, converted once per distinct config (``OmegaConf.structured`` of
-    a Config takes 25-50 ms; a run needs them at its start and at every checkpoint, an ensemble
-    for every member)."""
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= 4096:
+        cache.clear()
+    cache[key] = value
+
+
+def _data(config: Config) -> dict[str, Any]:
+    """``config`` as plain data, converted once per distinct config (a run needs it at its start
+    and at every checkpoint, an ensemble for every member): what ``OmegaConf.to_container`` of
+    ``OmegaConf.structured(config)`` gives (resolved, enums by name), read off the dataclasses
+    directly (0.2 ms, against 25-50 ms through OmegaConf); a config holding anything else than
+    plain values goes through OmegaConf."""
     key = repr(config)  # every field, recursively: equal reprs are equal configs
-    if key not in _VIEWS:
-        if len(_VIEWS) >= 4096:
-            _VIEWS.clear()
-        node = OmegaConf.structured(config)
-        _VIEWS[key] = (OmegaConf.to_yaml(node), OmegaConf.to_container(node, resolve=True, enum_to_str=True))
-    return _VIEWS[key]
+    if key not in _DATA:
+        try:
+            data = plain_data(config)
+        except TypeError:
+            data = OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)
+        _remember(_DATA, key, data)
+    return _DATA[key]
+
+
+def plain_data(value: Any) -> Any:
+    """A dataclass tree of plain values as OmegaConf's structured conversion gives it: fields in
+    order, enums by name, tuples as lists, an int in a float field as a float. A TypeError for
+    any other kind of value (OmegaConf decides about those)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        hints = _float_fields(type(value))
+        out = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if f.name in hints and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            out[f.name] = plain_data(v)
+        return out
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("a dict with keys that are not strings")
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"a {type(value).__name__} value")
+
+
+@functools.lru_cache(maxsize=None)
+def _float_fields(cls: type) -> frozenset[str]:
+    """The fields of dataclass ``cls`` typed float or Optional[float]."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(name for name, hint in hints.items() if hint is float or hint == Optional[float])
 
 
 def fingerprint(data: dict[str, Any]) -> str:

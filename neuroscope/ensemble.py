@@ -126,10 +126,12 @@ def check_group(configs: Sequence[Config], run_dirs: Sequence[Path]) -> None:
 
 def train_group(
     cfgs: Sequence[DictConfig | Config], run_dirs: Sequence[str | os.PathLike], *, render: bool = True,
-    progress: Optional[bool] = None, overrides: Sequence[str] = (),
+    progress: Optional[bool] = None, overrides: Sequence[str] = (), configs_written: bool = False,
 ) -> list[RunResult]:
     """Train the runs ``cfgs`` as one ensemble, run e into ``run_dirs[e]``, each folder ending as
-    ``run.run`` leaves it. A config with ``resume`` set continues that run (alone)."""
+    ``run.run`` leaves it. A config with ``resume`` set continues that run (alone).
+    ``configs_written``: each folder's ``.hydra/config.yaml`` is there already (a launcher's
+    Hydra job folders), so it is not written again."""
     started = time.perf_counter()
     run_dirs = [Path(d) for d in run_dirs]
     from .checks import checked_config  # checks builds with run's functions
@@ -147,7 +149,7 @@ def train_group(
         # signals are handled from here until every file is written: the first asks to stop and save
         received = stack.enter_context(stop_on_signals(run_dirs[0]))
         group = build_group(configs)
-        states = _begin(configs, group, run_dirs, src, render)
+        states = _begin(configs, group, run_dirs, src, render, configs_written)
         try:
             statuses, states, histories = _train(configs, group, states, run_dirs, progress, received)
         except OSError as e:
@@ -163,13 +165,13 @@ def train_group(
 
 
 def _begin(configs: Sequence[Config], group: GroupSetup, run_dirs: Sequence[Path], src: Optional[Path],
-           render: bool) -> list[TrainState]:
+           render: bool, configs_written: bool) -> list[TrainState]:
     """Every member's folder prepared (disk space checked for all before any is touched) and its
     state to start from: a fresh one, or the resumed run's."""
     for e, (config, run_dir) in enumerate(zip(configs, run_dirs)):
         check_space(run_dir, config, group.member(e), render)
     for e, (config, run_dir) in enumerate(zip(configs, run_dirs)):
-        _prepare_folder(run_dir, config, group.member(e), src, render)
+        _prepare_folder(run_dir, config, group.member(e), src, render, configs_written)
     states = [TrainState() for _ in configs]
     if src is not None:  # a group of one: solo_reason keeps resume= out of larger groups
         net = group.network(0)

@@ -221,9 +221,11 @@ def check_space(run_dir: Path, config: Config, setup: RunSetup, render: bool) ->
     check_free_space(run_dir, estimate)
 
 
-def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optional[Path], render: bool) -> None:
+def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optional[Path], render: bool,
+                    config_written: bool = False) -> None:
     """Before training: refuse when the disk cannot take the run, remove an earlier run's files
-    (the folder then holds one run only), and write the config this run trains with."""
+    (the folder then holds one run only), and write the config this run trains with (unless
+    Hydra wrote it: ``config_written``, or the folder is this Hydra job's)."""
     check_space(run_dir, config, setup, render)
     if src is None or src.resolve() != run_dir.resolve():  # resuming in place continues the files there
         stale = hist.stale_run_files(run_dir)
@@ -231,7 +233,7 @@ def _prepare_folder(run_dir: Path, config: Config, setup: RunSetup, src: Optiona
             path.unlink()
         if stale:
             log.warning("%s held files of an earlier run; removed them: %s", run_dir, ", ".join(p.name for p in stale))
-    if src is not None or not _hydra_wrote_config(run_dir):
+    if src is not None or not (config_written or _hydra_wrote_config(run_dir)):
         (run_dir / CONFIG_YAML).parent.mkdir(exist_ok=True)
         hist.write_atomic(run_dir / CONFIG_YAML, config_yaml(config))
 

@@ -102,9 +102,9 @@ def groups(monkeypatch):
     calls: list[list[Path]] = []
     real = ensemble_mod.train_group
 
-    def train_group(cfgs, run_dirs, *, render=True, progress=None, overrides=()):
+    def train_group(cfgs, run_dirs, *, render=True, progress=None, overrides=(), configs_written=False):
         calls.append([Path(d).name for d in run_dirs])
-        return real(cfgs, run_dirs, render=render, progress=progress, overrides=overrides)
+        return real(cfgs, run_dirs, render=render, progress=progress, overrides=overrides, configs_written=configs_written)
 
     monkeypatch.setattr(ensemble_mod, "train_group", train_group)
     return calls
@@ -185,6 +185,54 @@ def test_a_job_composed_from_another_jobs_config_equals_hydras_composition(launc
     assert [Path(str(j.config.hydra.runtime.output_dir)).name for j in composed] == [
         "0_function=poly,lr=0.05,model.width=8", "1_function=poly,lr=0.2,model.width=16",
         "2_function=sin,lr=0.1,model.width=16", "3_function=sin,lr=0.3,model.width=4"]
+
+
+def test_the_sweepers_check_of_each_job_is_the_launchers_one_composition(tmp_path, monkeypatch):
+    """A sweeper checks that every job composes (``validate_batch_is_legal``: the context's
+    ``load_sweep_config`` per job) before it launches them: through the launcher's Composer,
+    so that 6 lr jobs cost Hydra one composition, not 6 to check and more to run, and the
+    launcher runs exactly the configs the check composed."""
+    from hydra.plugins.sweeper import Sweeper
+
+    from hydra_plugins.neuroscope_batched.batched_launcher import BatchedLauncher
+
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    monkeypatch.setattr(batched, "_run_group", lambda launcher, group: ran.extend(group))
+    jobs = [[*TINY, f"lr={0.02 * (i + 1)}"] for i in range(6)]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("neuroscope.conf", version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            base = loader.load_configuration("config", overrides=[f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=batched"],
+                                             run_mode=RunMode.MULTIRUN)
+            hydra_composed = []
+            real = type(loader).load_sweep_config
+            monkeypatch.setattr(type(loader), "load_sweep_config",
+                                lambda self, master, overrides: hydra_composed.append(list(overrides)) or real(self, master, overrides))
+            context = HydraContext(config_loader=loader, callbacks=Recorder())
+            launcher = BatchedLauncher()
+            launcher.setup(hydra_context=context, task_function=lambda c: None, config=base)
+
+            class Checks(Sweeper):  # the public base class's own check, as every sweeper runs it
+                def setup(self, **kwargs): ...
+                def sweep(self, arguments): ...
+
+            sweeper = Checks()
+            sweeper.hydra_context, sweeper.config = context, base
+            sweeper.validate_batch_is_legal(jobs)
+            checked = {tuple(o): batched.composer_of(launcher).composed[tuple(o)][0] for o in jobs}
+            launcher.launch(jobs, initial_job_idx=0)
+            hydra_own = real(loader, base, jobs[3])
+    finally:
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+    assert hydra_composed == [jobs[0]]  # the others were patched from it
+    assert [j.config for j in ran] == [checked[tuple(o)] for o in jobs]  # the checked configs are the ones run
+    assert [j.config.lr for j in ran] == [0.02 * (i + 1) for i in range(6)]
+    with open_dict(hydra_own):
+        del hydra_own["hydra"]
+    assert OmegaConf.to_yaml(ran[3].task_cfg) == OmegaConf.to_yaml(hydra_own)
 
 
 def test_a_bad_job_fails_alone_with_its_error_in_its_log_and_the_sweep_exits_2(launch, caplog):
@@ -345,7 +393,7 @@ def test_a_group_trainer_s_lines_reach_the_log_of_the_member_they_name(launch, m
     log = logging.getLogger("neuroscope")
     real = ensemble_mod.train_group
 
-    def train_group(cfgs, run_dirs, *, render=True, progress=None, overrides=()):
+    def train_group(cfgs, run_dirs, *, render=True, progress=None, overrides=(), configs_written=False):
         log.info("one ensemble of %d members", len(run_dirs))
         for d in run_dirs:
             log.warning("diverged at step 3 (lr %s)", Path(d).name, extra={"run_dir": d})

@@ -233,3 +233,42 @@ def test_the_quick_exit_still_leaves_every_file_whole(tmp_path):
     assert "dashboard:" in (run / "neuroscope.log").read_text()  # the log was flushed at exit
     assert len(_frames(run / hist.ANIMATION_MP4)) == 45
     assert not [p for p in run.iterdir() if "partial" in p.name]
+
+
+CONFIG_SETS = [[], ["experiment=eos_sweep"], ["experiment=eos_sweep_2d"], ["experiment=pinn_conditioning"], ["experiment=eos_vs_flow"],
+               ["loss=l1"], ["loss=heat"], ["loss=burgers"], ["optimizer=heavy_ball"], ["reference=flow"],
+               ["function=poly"], ["function=sin_cos2d", "input_dim=2"], ["curvature.terms=true", "curvature.lambda_min=true", "curvature.k=3"]]
+
+
+@pytest.mark.parametrize("overrides", CONFIG_SETS, ids=lambda o: " ".join(o) or "default")
+def test_a_configs_plain_data_and_yaml_are_omegaconfs_structured_conversion(overrides):
+    from omegaconf import OmegaConf
+
+    from neuroscope.checkpoint import config_data, config_yaml
+    from neuroscope.typed import to_config
+
+    config = to_config(compose(overrides))
+    node = OmegaConf.structured(config)
+    expected = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    data = config_data(config)
+    assert data == expected and list(data) == list(expected)
+    assert json.dumps(data, sort_keys=True) == json.dumps(expected, sort_keys=True)  # the fingerprint's bytes
+    assert config_yaml(config) == OmegaConf.to_yaml(node)
+
+
+def test_a_config_made_in_python_converts_as_omegaconf_converts_it():
+    """An int in a float field (Config(lr=1) from Python) is a float, as OmegaConf makes it; a
+    value OmegaConf itself has to judge goes through OmegaConf."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from neuroscope.checkpoint import config_data, plain_data
+    from neuroscope.typed import to_config
+
+    config = dataclasses.replace(to_config(compose([])), lr=1, diverge_above=10**6)
+    expected = OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)
+    assert isinstance(config_data(config)["lr"], float) and config_data(config) == expected
+    assert json.dumps(config_data(config), sort_keys=True) == json.dumps(expected, sort_keys=True)
+    with pytest.raises(TypeError):
+        plain_data({"x": Path("a")})

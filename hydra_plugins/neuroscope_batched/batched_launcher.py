@@ -41,6 +41,12 @@ class BatchedLauncher(Launcher):
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        # the sweeper checks every job composes before launching it: through the launcher's
+        # composer (neuroscope.sweep.batched.ComposingLoader), so that each is composed once
+        from neuroscope.sweep.batched import composer_of
+
+        self.composer = None
+        composer_of(self)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         from neuroscope.sweep.batched import launch

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -74,7 +75,7 @@ def launch(launcher: "Launcher", job_overrides: Sequence[Sequence[str]], initial
     configure_log(base.hydra.hydra_logging, base.hydra.verbose)
     Path(str(base.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Launching %d jobs as ensembles (hydra/launcher=batched, max_batch=%s)", len(job_overrides), max_batch or "no cap")
-    composer, checker = Composer(launcher), Checker()
+    composer, checker = composer_of(launcher), Checker()
     jobs = [composer.job(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
     for job in jobs:
         log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
@@ -138,6 +139,16 @@ def _max_batch(base: DictConfig) -> int:
     return value
 
 
+def composer_of(launcher: "Launcher") -> "Composer":
+    """The launcher's Composer, made (and installed as its sweeper's config loader) on first use."""
+    composer = getattr(launcher, "composer", None)
+    if composer is None:
+        loader = launcher.hydra_context.config_loader
+        composer = launcher.composer = Composer(launcher, loader.inner if isinstance(loader, ComposingLoader) else loader)
+        launcher.hydra_context.config_loader = ComposingLoader(composer.loader, composer)
+    return composer
+
+
 class Composer:
     """Each job's config as Hydra composes a sweep job's (``load_sweep_config``), composing
     only once per distinct set of config groups and keys: a job whose overrides differ from an
@@ -147,17 +158,19 @@ class Composer:
     ``hydra.job.override_dirname`` as Hydra computes them. Composing costs about as much as a
     short run; this keeps a sweep's start-up from growing with its length."""
 
-    def __init__(self, launcher: "Launcher") -> None:
+    def __init__(self, launcher: "Launcher", loader: ConfigLoader) -> None:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         self.launcher = launcher
+        self.loader = loader  # Hydra's own
         self.parser = OverridesParser.create()
+        self.composed: dict[tuple[str, ...], tuple[DictConfig, DictConfig]] = {}  # by the sweeper, to check them
         self.templates: dict[tuple, tuple[DictConfig, DictConfig]] = {}  # (config, task config) as composed
         self.groups = set(OmegaConf.select(launcher.config, "hydra.runtime.choices", default={}) or {})
 
     def job(self, overrides: list[str], num: int) -> Job:
         """The job, with HydraConfig set to it (as run_job sets it)."""
-        config, task_cfg = self._configs(overrides)
+        config, task_cfg = self.composed.pop(tuple(overrides), None) or self._configs(overrides)
         with open_dict(config):
             config.hydra.job.id = num
             config.hydra.job.num = num
@@ -180,7 +193,7 @@ class Composer:
                 return self._patched(template[0], parsed), self._patched(template[1], parsed, hydra=False)
             except Exception:  # compose it whole: Hydra says what is wrong
                 pass
-        config = self.launcher.hydra_context.config_loader.load_sweep_config(self.launcher.config, overrides)
+        config = self.loader.load_sweep_config(self.launcher.config, overrides)
         task_cfg = copy.deepcopy(config)
         with read_write(task_cfg), open_dict(task_cfg):
             del task_cfg["hydra"]
@@ -207,6 +220,45 @@ class Composer:
             # as Hydra names a job (its config loader's get_overrides_dirname)
             config.hydra.job.override_dirname = re.sub("=", dirname.kv_sep, dirname.item_sep.join(lines))
         return config
+
+
+class ComposingLoader(ConfigLoader):
+    """Hydra's config loader, but a sweep job's config (``load_sweep_config``, which a sweeper
+    calls for every job to check that it composes before launching it) comes from the
+    Composer, and is kept for the launcher: every job of the sweep is composed once, not once
+    by Hydra per job to check it and again to run it. Everything else is Hydra's loader's."""
+
+    def __init__(self, inner: ConfigLoader, composer: Composer) -> None:
+        self.inner, self.composer = inner, composer
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        if master_config is not self.composer.launcher.config:
+            return self.inner.load_sweep_config(master_config, sweep_overrides)
+        key = tuple(sweep_overrides)
+        if key not in self.composer.composed:
+            self.composer.composed[key] = self.composer._configs(list(sweep_overrides))
+        return self.composer.composed[key][0]
+
+    def load_configuration(self, *args: Any, **kwargs: Any) -> DictConfig:
+        return self.inner.load_configuration(*args, **kwargs)
+
+    def get_search_path(self) -> Any:
+        return self.inner.get_search_path()
+
+    def get_sources(self) -> Any:
+        return self.inner.get_sources()
+
+    def list_groups(self, parent_name: str) -> Any:
+        return self.inner.list_groups(parent_name)
+
+    def get_group_options(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.get_group_options(*args, **kwargs)
+
+    def compute_defaults_list(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.compute_defaults_list(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # anything else Hydra's loader has
+        return getattr(self.inner, name)
 
 
 class Checker:
@@ -323,7 +375,8 @@ def _train(group: list[Job]) -> None:
     configs = [j.task_cfg if j.typed.resume else j.typed for j in group]
     from .. import ensemble  # looked up at call time: one training loop for the whole group
 
-    results = ensemble.train_group(configs, [j.output_dir for j in group], overrides=overrides)
+    written = all(j.config_yaml for j in group)  # _start wrote each job's .hydra/config.yaml
+    results = ensemble.train_group(configs, [j.output_dir for j in group], overrides=overrides, configs_written=written)
     for job, result in zip(group, results):
         job.result = result
 
