@@ -21,6 +21,7 @@ from neuroscope import rundir as hist
 from neuroscope.config import ConfigError, VizConfig
 from neuroscope.viz.dashboard import Dashboard
 from neuroscope.viz.writers import HALVES_FROM, write_mp4, write_mp4_halves
+from PIL import Image
 
 from .conftest import FAST, run_cli
 from .test_plotting import synthetic_history, write_run
@@ -65,10 +66,10 @@ def test_render_many_keeps_drawing_after_a_damaged_folder_and_a_dead_worker(tmp_
     (dirs[1] / hist.HISTORY_NPZ).write_bytes(b"not an npz")  # fails with an error
     real = render_module.render
 
-    def dies_on_the_third(run_dir, viz=None):  # the workers are forked: they inherit this
+    def dies_on_the_third(run_dir, viz=None, **kwargs):  # the workers are forked: they inherit this
         if Path(run_dir) == dirs[2]:
             os._exit(9)  # a crash takes the worker process down
-        return real(run_dir, viz)
+        return real(run_dir, viz, **kwargs)
 
     monkeypatch.setattr(render_module, "render", dies_on_the_third)
     outcomes = render_module.render_many(dirs, workers=2)
@@ -272,3 +273,58 @@ def test_a_config_made_in_python_converts_as_omegaconf_converts_it():
     assert json.dumps(config_data(config), sort_keys=True) == json.dumps(expected, sort_keys=True)
     with pytest.raises(TypeError):
         plain_data({"x": Path("a")})
+
+
+def _with_lr(run_dir: Path, lr: float) -> Path:
+    summary = json.loads((run_dir / hist.SUMMARY_JSON).read_text())
+    hist.write_summary(run_dir, {**summary, "lr": lr})
+    return run_dir
+
+
+def test_a_reused_figure_draws_each_run_as_a_figure_of_its_own_would(tmp_path):
+    """render_many's workers draw each folder into the figure of the one before when the layout
+    is the same (Dashboard.show_run); the oracle is each folder drawn alone into a new figure:
+    the same pixels, whatever was drawn before (another lr, so another 2/lr line and limits; a
+    diverged run; the PDE's error axis), and a run of another layout gets a figure of its own."""
+    from neuroscope import train
+
+    view = {"format": "none", "frames": 12, "fps": 10, "dpi": 40, "size": "[8.0, 6.0]"}
+    folders = [_with_lr(write_run(tmp_path / "a", synthetic_history(seed=0), viz=view), 0.05),
+               _with_lr(write_run(tmp_path / "b", synthetic_history(seed=0, diverge_at=250), viz=view, diverge_at=250), 0.2),
+               _with_lr(write_run(tmp_path / "c", synthetic_history(seed=0), viz=view), 0.01)]
+    for i, lr in enumerate((0.05, 0.3)):  # a PDE loss: the |u - u*| axis at the right of the fit
+        cfg = compose(["loss=poisson1d", f"lr={lr}", "steps=30", "curvature.every=5", "progress=false",
+                       *[f"viz.{k}={v}" for k, v in view.items()]])
+        folders.append(train(cfg, out_dir=str(tmp_path / f"pde{i}")).run_dir)
+    alone = []
+    for d in folders:
+        render_module._LAST.clear()
+        render_module.render(d)
+        alone.append(np.asarray(Image.open(d / hist.DASHBOARD_PNG).convert("RGB")))
+    render_module._LAST.clear()
+    figures = []
+    for i in [0, 1, 2, 0, 3, 4, 3, 2]:
+        render_module.render(folders[i], reuse=True)
+        figures.append(render_module._LAST[0])
+        assert np.array_equal(np.asarray(Image.open(folders[i] / hist.DASHBOARD_PNG).convert("RGB")), alone[i]), i
+    assert len({id(f) for f in figures[:4]}) == 1  # the three 1D data runs share one figure
+    assert figures[4] is not figures[3] and figures[5] is figures[4]  # the PDE runs another, shared
+    assert figures[7] is not figures[6]
+
+
+def test_render_workers_forked_after_this_process_drew_still_draw_text(tmp_path):
+    """A forked render worker must not use the parent's FreeType fonts (cached mathtext parses
+    of log-axis labels, the figure drawn last): drawing here first, then in two workers, leaves
+    every folder drawn, with the pixels of a drawing of its own. (Without the fix, a folder at the
+    default size fails in about one try of three: the two workers race on the shared fonts.)"""
+    view = {"format": "none", "frames": 12, "fps": 10, "dpi": 100, "size": "[12.0, 9.0]"}
+    dirs = [_with_lr(write_run(tmp_path / f"r{i}", synthetic_history(seed=i), viz=view), 0.02 * (i + 1)) for i in range(8)]
+    render_module._LAST.clear()
+    alone = []
+    for d in dirs:
+        render_module.render(d, reuse=True)  # this process has drawn text, and keeps a figure
+        alone.append(np.asarray(Image.open(d / hist.DASHBOARD_PNG).convert("RGB")))
+        (d / hist.DASHBOARD_PNG).unlink()
+    assert render_module.render_many(dirs, workers=2) == ["done"] * len(dirs)
+    for d, pixels in zip(dirs, alone):
+        assert np.array_equal(np.asarray(Image.open(d / hist.DASHBOARD_PNG).convert("RGB")), pixels)

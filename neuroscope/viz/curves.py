@@ -239,8 +239,13 @@ class SharpnessPanel(CurvePanel):
         return limits
 
     def set_history(self, view: RunView) -> Hashable:
+        threshold, label = edge_of(view.meta)
+        if self.eos_line is not None and threshold is not None and (threshold, label) != (self.threshold, self.edge_label):
+            self.threshold, self.edge_label = threshold, label  # another run's edge (Dashboard.show_run)
+            self.eos_line.set_ydata([threshold, threshold])
+            self.eos_line.set_label(f"{label} = {threshold:.4g}")
         state = super().set_history(view)
-        return state, None if self.off_scale is None else f"{self.off_scale:.3g}"
+        return state, (self.threshold, self.edge_label), None if self.off_scale is None else f"{self.off_scale:.3g}"
 
     def _legend_handles(self) -> list[Any]:
         return super()._legend_handles() + ([self.eos_line] if self.eos_line is not None else [])

@@ -8,6 +8,7 @@ are fixed over the whole run (quantized in the live view), so full redraws are r
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Iterator, Optional, Sequence
 
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure
 from ..config import VizConfig
 from ..rundir import INTERRUPTED, History
 from . import placement, scales
-from .curves import LossPanel, ProjectionPanel, SharpnessPanel
+from .curves import LossPanel, ProjectionPanel, SharpnessPanel, edge_of
 from .panels import Frame, Look, Panel, RunView, diverged_at, fit_panel
 from .style import COLORS
 
@@ -30,6 +31,26 @@ COLUMNS = 2
 def default_panels(history: History) -> list[type[Panel]]:
     """A run's panels in reading order (left to right, top to bottom)."""
     return [fit_panel(history.geometry), LossPanel, SharpnessPanel, ProjectionPanel]
+
+
+def layout_key(history: History, viz: VizConfig) -> Optional[tuple]:
+    """What a dashboard's figure and static artists are made from: the panels, the run's
+    geometry (target, points, boxes), its metric columns, whether it has an edge of stability,
+    and the viz settings. Two runs with equal keys can share one figure (Dashboard.show_run);
+    None when a panel keeps layout of its own (the 3D fit)."""
+    classes = default_panels(history)
+    if not all(cls.reusable for cls in classes):
+        return None
+    g = history.geometry
+    digest = hashlib.sha1()
+    for a in (g.plot_x, g.plot_target, g.train_x, g.train_y, g.train_box, g.test_box, g.collocation_x, g.boundary_x,
+              g.plot_shape):
+        a = np.ascontiguousarray(np.asarray(a))
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(a.tobytes())
+    meta = getattr(history, "meta", None) or {}
+    return (tuple(classes), int(g.input_dim), tuple(g.axis_names), digest.hexdigest(), tuple(history.metrics),
+            edge_of(meta)[0] is None, repr(viz))
 
 
 def panel_rects(size: Sequence[float], scale: float, n: int, extra_gap: float = 0.0) -> list[list[float]]:
@@ -114,6 +135,7 @@ class Dashboard:
         self._state: Any = None
         self._decor: list[Any] = []
         self.history = history
+        self._default_panels = panels is None
         classes = list(panels) if panels is not None else default_panels(history)
         with mpl.rc_context(self._rc):
             extra = max([cls.room_right(history) for cls in classes[:-1]] + [0.0])
@@ -168,6 +190,19 @@ class Dashboard:
         if state != self._state:
             self._state = state
             self._stale = True
+
+    def show_run(self, history: History) -> bool:
+        """Show another run's ``history`` in this figure, as a Dashboard made for it would (the
+        same pixels, at a third of the cost: the axes, ticks and static artists are kept); False,
+        changing nothing, when its static artists differ (``layout_key``): make a new one."""
+        key = layout_key(history, self.viz)
+        if self.live or not self._default_panels or key is None or key != layout_key(self.history, self.viz):
+            return False
+        for panel in self.panels.values():
+            panel.forget_limits()
+        self._state = None
+        self.set_history(history)
+        return True
 
     @property
     def n_frames(self) -> int:

@@ -68,6 +68,9 @@ class Panel(ABC):
 
     name: ClassVar[str]  # the key of the panel in Dashboard.panels and Dashboard.ax
     projection: ClassVar[Optional[str]] = None
+    # whether a dashboard may show another run of the same geometry and columns in this panel
+    # (Dashboard.show_run): it keeps no layout state of its own that a full redraw does not redo
+    reusable: ClassVar[bool] = True
 
     def __init__(self, fig: Figure, rect: Sequence[float], history: History, meta: dict, look: Look):
         self.fig, self.rect, self.look = fig, list(rect), look
@@ -96,6 +99,14 @@ class Panel(ABC):
 
     def after_background(self) -> None:
         """Called after each full redraw."""
+
+    def forget_limits(self) -> None:
+        """Before another run's history: the limits set so far are set again by ``set_history``
+        (a full redraw may have widened them)."""
+        self.limits = None
+        error = getattr(self, "error", None)
+        if error is not None and hasattr(error, "limits"):
+            error.limits = None
 
     @abstractmethod
     def show(self, frame: Frame) -> None:
@@ -264,6 +275,7 @@ class FitPanel2D(FitPanel):
     training box and points on the floor of the 3D box."""
 
     projection = "3d"
+    reusable = False  # settle() shrinks the 3D box and moves the legend for the run it measured
 
     def _build(self, g: Geometry) -> None:
         from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection

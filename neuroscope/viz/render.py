@@ -134,16 +134,18 @@ def config_facts(run_dir: str | os.PathLike) -> dict[str, Any]:
     return {k: v for k, v in found.items() if isinstance(v, (int, str)) and not isinstance(v, bool)}
 
 
-def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
+def render(run_dir: str | os.PathLike, viz: Any = None, *, reuse: bool = False) -> RenderResult:
     """Draw ``dashboard.png`` (always) and ``animation.mp4`` (``animation.gif`` when no MP4
     can be written, nothing when ``viz.format=none``) from the run's files. ``viz``: a
-    VizConfig, a mapping with its keys, or None for the run's own ``.hydra/config.yaml``."""
+    VizConfig, a mapping with its keys, or None for the run's own ``.hydra/config.yaml``.
+    ``reuse``: draw into the figure of the last run rendered so in this process when it has
+    the same layout (``Dashboard.show_run``: the same pixels, about half the drawing)."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     history = load(run_dir)
     history.meta = {**config_facts(run_dir), **history.meta}
     viz = resolve_viz(viz, run_dir)
-    dash = Dashboard(history, viz)
+    dash = _dashboard(history, viz, reuse)
 
     dash.update(dash.n_frames - 1)
     png = run_dir / DASHBOARD_PNG
@@ -159,6 +161,19 @@ def render(run_dir: str | os.PathLike, viz: Any = None) -> RenderResult:
             log.info("removed %s from an earlier render", stale)
     return RenderResult(png=png, video=video, frames=frames if video else 0, seconds=time.perf_counter() - started,
                         spectrum=spectrum)
+
+
+_LAST: list[Dashboard] = []  # the figure render(reuse=True) drew last, in this process
+
+
+def _dashboard(history: Any, viz: VizConfig, reuse: bool) -> Dashboard:
+    """A dashboard showing ``history``: the last one reused when it can show it, else a new one."""
+    if reuse and _LAST and _LAST[0].viz == viz and _LAST[0].show_run(history):
+        return _LAST[0]
+    dash = Dashboard(history, viz)
+    if reuse:
+        _LAST[:] = [dash]
+    return dash
 
 
 def _write_video(run_dir: Path, dash: Dashboard, viz: VizConfig) -> tuple[Optional[Path], int]:
@@ -232,8 +247,9 @@ def _usable_cores() -> int:
 def _render_or_log(run_dir: Path, viz: Any) -> str:
     """``render`` one folder: "done", or "failed" with the reason logged."""
     try:
-        result = render(run_dir, viz)
+        result = render(run_dir, viz, reuse=True)
     except Exception as e:
+        _LAST.clear()  # a figure a failure left half drawn is not drawn into again
         log.error("rendering %s failed (%s: %s); re-render with: neuroscope-render %s", run_dir, type(e).__name__,
                   first_line(e), run_dir)
         return FAILED
@@ -271,6 +287,18 @@ def _worker_start() -> None:
     _IN_WORKER = True
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
+    _forget_fonts()
+
+
+def _forget_fonts() -> None:
+    """In a forked worker: drop what holds the parent's FreeType fonts, which cannot be used
+    across a fork (matplotlib itself empties only its font cache at a fork): the mathtext
+    parses (log-axis tick labels) and the figure the parent drew last. Text drawn with them
+    fails ("FT_Load_Glyph failed: invalid outline") once the parent has drawn before forking."""
+    import matplotlib.mathtext
+
+    matplotlib.mathtext.MathTextParser._parse_cached.cache_clear()
+    _LAST.clear()
 
 
 def _idle_cores() -> int:

@@ -178,4 +178,4 @@ def save_png(rgba: np.ndarray, path: Path, dpi: float) -> None:
     from PIL import Image
 
     with atomic_path(path) as tmp:
-        Image.fromarray(rgba[..., :3].copy()).save(tmp, dpi=(dpi, dpi), compress_level=6)
+        Image.fromarray(rgba[..., :3].copy()).save(tmp, dpi=(dpi, dpi), compress_level=3)  # 3: faster than 6 and 1 here, 4% larger than 6
