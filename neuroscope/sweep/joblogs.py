@@ -10,10 +10,11 @@ unless narrowed: a trainer running one member at a time narrows it to that membe
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import configure_log
@@ -56,7 +57,11 @@ class JobLogs:
 
     def targets(self, record: logging.LogRecord) -> list[Path]:
         named = [getattr(record, "run_dir", None)] + list(record.args if isinstance(record.args, tuple) else ())
-        hits = [d for d in self._files if any(isinstance(a, (str, os.PathLike)) and _same(a, d) for a in named if a)]
+        hits: list[Path] = []
+        for value in named:  # each resolved once, then looked up: a group's records cost O(1) each, not O(members)
+            folder = _resolved(os.fspath(value), os.getcwd()) if value and isinstance(value, (str, os.PathLike)) else None
+            if folder in self._files and folder not in hits:
+                hits.append(folder)
         return hits or self.active
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -74,11 +79,13 @@ class JobLogs:
                 handler.close()
 
 
-def _same(value: Any, folder: Path) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _resolved(value: str | bytes, cwd: str) -> Optional[Path]:
+    """The folder a log argument names, resolved (from ``cwd``) as the members' folders are (None: not a path)."""
     try:
-        return Path(value).resolve() == folder
-    except (OSError, ValueError):
-        return False
+        return (Path(cwd) / os.fsdecode(value)).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return None
 
 
 class _Router(logging.Handler):
