@@ -91,7 +91,8 @@ def build_group(configs: Sequence[Config]) -> GroupSetup:
     setup = GroupSetup(device, dtype, problems, problem, model, Objective([c.loss for c in configs], problem, pde),
                        networks, has_pde=pde is not None, time_dim=getattr(pde, "time_dim", None))
     n_params = sum(p.numel() for p in networks[0].parameters())
-    threads = first.device.threads or auto_threads(device, n_params * len(configs), len(problems[0].train_x))
+    p0 = problems[0]  # a step's forward passes: the training points and the test and generalization points
+    threads = first.device.threads or auto_threads(device, n_params * len(configs), len(p0.train_x) + len(p0.test_x) + len(p0.gen_x))
     if threads:
         torch.set_num_threads(threads)
     return setup
