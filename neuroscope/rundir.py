@@ -108,7 +108,11 @@ class MetricsWriter:
         self._last_flush = time.monotonic()
 
     def write(self, row: Mapping[str, float]) -> None:
-        self._writer.writerow([_format(row.get(c)) for c in self.columns])
+        self.write_cells([format_cell(row.get(c)) for c in self.columns])
+
+    def write_cells(self, cells: list[str]) -> None:
+        """A row already formatted (``format_cell`` of each column's value, in column order)."""
+        self._writer.writerow(cells)
         now = time.monotonic()
         if now - self._last_flush >= self._flush_seconds:
             self.flush()
@@ -132,7 +136,9 @@ class MetricsWriter:
                 self._file.close()
 
 
-def _format(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """A metrics.csv cell: empty for not measured, a bool or int as a whole number, a float in
+    its shortest round-trip form."""
     if value is None:
         return ""  # not measured at this step
     if isinstance(value, (bool, np.bool_)):

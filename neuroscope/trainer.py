@@ -346,15 +346,28 @@ class Trainer:
             state.frame_pred.append(pred[e])
 
     def _record(self, state: TrainState, e: int, row: dict[str, float]) -> None:
-        """Keep a row of member ``e`` (a missing key means not measured) and stream it to its metrics.csv."""
+        """Keep a row of member ``e`` (a missing key means not measured) and stream it to its
+        metrics.csv. (Once per member and step: the row's values are kept and formatted in one
+        pass, ``hist.format_cell`` inlined for the floats.)"""
+        metrics, cells = state.metrics, []
         for c in self.columns:
-            value = float(row.get(c, math.nan))
-            state.metrics.setdefault(c, []).append(value)
-            if c in row and not math.isfinite(value):
+            value = row.get(c)
+            if value is None:
+                number, cell = math.nan, ""
+            elif value.__class__ is float:
+                number, cell = value, repr(value)
+            else:
+                number, cell = float(value), hist.format_cell(value)
+            column = metrics.get(c)
+            if column is None:
+                column = metrics[c] = []
+            column.append(number)
+            cells.append(cell)
+            if number - number != 0.0 and value is not None:  # NaN or infinite, recorded as measured
                 if c not in state.nonfinite:
-                    log.warning("non-finite %s = %s at step %d", c, value, row["step"])
+                    log.warning("non-finite %s = %s at step %d", c, number, row["step"])
                 state.nonfinite[c] = state.nonfinite.get(c, 0) + 1
-        self.writers[e].write(row)
+        self.writers[e].write_cells(cells)
         state.step = int(row["step"]) + 1
 
     def history(self, state: TrainState, geometry: hist.Geometry) -> hist.History:
