@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
-import yaml
 from omegaconf import OmegaConf
 
 from .. import rundir as hist
@@ -174,42 +173,24 @@ def _load_yaml(path: Path) -> Any:
         return None
 
 
-class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """YAML as plain data, with libyaml where PyYAML has it (a job's hydra.yaml: 2 ms, against
-    24 ms through OmegaConf.load; a sweep reads three files per job)."""
-
-
-# YAML 1.2 floats without a dot ("1e-3"), which YAML 1.1 reads as strings, read as OmegaConf reads them
-_YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-                                  list("-+0123456789."))
-
-
 def _load_plain(path: Path) -> Any:
     """A job's YAML file as plain data (``_select`` reads it); None when absent or unreadable."""
     if not path.exists():
         return None
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
+        return hist.load_yaml_plain(path)
     except Exception as e:
         log.warning("cannot read %s (%s: %s)", path, type(e).__name__, e)
         return None
 
 
 def _select(cfg: Any, key: str) -> Any:
-    """``key`` (dotted) of a config, None where it has none; of plain data, by walking it (an
-    interpolation found on the way is resolved by OmegaConf)."""
+    """``key`` (dotted) of a config or of plain data (``hist.select_plain``), None where it has none."""
     if cfg is None:
         return None
-    if not isinstance(cfg, (dict, list)):
-        return OmegaConf.select(cfg, key, default=None)
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    if "${" in str(node):
-        return OmegaConf.select(OmegaConf.create(cfg), key, default=None, throw_on_resolution_failure=False)
-    return node
+    if isinstance(cfg, (dict, list)):
+        return hist.select_plain(cfg, key)
+    return OmegaConf.select(cfg, key, default=None)
 
 
 def _job_folders(sweep_dir: Path) -> list[Path]:

@@ -52,7 +52,7 @@ class CurvePanel(Panel):
         ax = self.ax
         if self.log_y:
             ax.set_yscale("log")
-        ax.set_title(self.title, loc="left")
+        ax.set_title(self.title, loc="left", y=1.0)  # y given: no layout pass to lift it over top tick labels (there are none)
         ax.set_ylabel(self.ylabel)
         ax.set_xlabel("step")
         ax.grid(True, which="major", lw=0.5, alpha=0.35)

@@ -222,7 +222,7 @@ class FitPanel1D(FitPanel):
         ax.set_xlim(float(self._x.min()), float(self._x.max()))
         ax.set_xlabel(pointwise.axis_names(g)[0])
         ax.set_ylabel(pointwise.value_label(g))
-        ax.set_title(f"Fit on the test box {_fmt_box(g.test_box)}, training box {_fmt_box(g.train_box)}", loc="left")
+        ax.set_title(f"Fit on the test box {_fmt_box(g.test_box)}, training box {_fmt_box(g.train_box)}", loc="left", y=1.0)
         self._legend(g)
 
     def _legend(self, g: Geometry) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..config import ConfigError, UserError, VideoFormat, VizConfig
-from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load
+from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load, load_yaml_plain, select_plain, yaml_error
 from .dashboard import Dashboard
 from .spectrum import render_spectrum
 from .writers import save_png, write_gif, write_gif_pillow, write_mp4, write_mp4_halves
@@ -74,12 +74,14 @@ def _viz_layers(viz: Any, run_dir: str | os.PathLike | None) -> list[Any]:
         if not path.exists():
             return []
         try:
-            section = OmegaConf.load(path).get("viz")
+            data = load_yaml_plain(path)
+            section = data.get("viz") if isinstance(data, dict) else None
             if section is None:
                 return []
+            section = OmegaConf.create(section) if "${" not in str(section) else OmegaConf.create(data).viz
             OmegaConf.merge(OmegaConf.structured(VizConfig), section)  # is it usable?
             return [section]
-        except (OmegaConfBaseException, OSError, ValueError) as e:
+        except (OmegaConfBaseException, OSError, ValueError, yaml_error()) as e:
             log.warning("ignoring the viz settings in %s (%s); using the defaults", path, first_line(e))
             return []
     if isinstance(viz, VizConfig):
@@ -123,14 +125,13 @@ def config_facts(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     path = Path(run_dir) / CONFIG_YAML
     try:
-        cfg = OmegaConf.load(path) if path.exists() else None
-    except (OmegaConfBaseException, OSError, ValueError) as e:
+        cfg = load_yaml_plain(path) if path.exists() else None
+    except (OmegaConfBaseException, OSError, ValueError, yaml_error()) as e:
         log.warning("header: cannot read %s (%s)", path, first_line(e))
         cfg = None
-    if cfg is None:
+    if not isinstance(cfg, dict):
         return {}
-    found = {key: OmegaConf.select(cfg, dotted, default=None, throw_on_resolution_failure=False)
-             for key, dotted in FACT_KEYS.items()}
+    found = {key: select_plain(cfg, dotted) for key, dotted in FACT_KEYS.items()}
     return {k: v for k, v in found.items() if isinstance(v, (int, str)) and not isinstance(v, bool)}
 
 
