@@ -57,8 +57,10 @@ def neuroscope() -> list[str]:
 def measure(launcher: str, n: int, steps: int, extra: list[str], root: Path) -> Measured:
     """One whole command; its wall time and peak RSS (wait4's rusage of that child)."""
     sweep_dir = root / f"{launcher}_{n}"
+    # device.threads as a user leaves it (0: auto): one thread for a run of the default problem
+    # (each joblib worker's too), two for a batched ensemble large enough to gain from them
     args = ["-m", f"lr={','.join(lrs(n))}", f"steps={steps}", "curvature.every=10", "viz.format=none", "progress=false",
-            "device.threads=1", f"hydra.sweep.dir={sweep_dir}", *LAUNCHERS[launcher], *extra]
+            f"hydra.sweep.dir={sweep_dir}", *LAUNCHERS[launcher], *extra]
     with tempfile.TemporaryFile("w+") as log:
         start = time.perf_counter()
         proc = subprocess.Popen([*neuroscope(), *args], stdout=log, stderr=subprocess.STDOUT, cwd=root)
@@ -98,7 +100,7 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-    print(f"lr sweeps of the default problem, {args.steps} steps, curvature.every=10, viz.format=none, device.threads=1"
+    print(f"lr sweeps of the default problem, {args.steps} steps, curvature.every=10, viz.format=none, device.threads auto"
           f"{', overrides: ' + ' '.join(args.overrides) if args.overrides else ''}; whole commands, one after another")
     print(f"{'N':>6} {'launcher':<8}{'seconds':>10}{'µs/m-step':>12}{'vs batch':>9}{'peak MiB':>11}")
     results: list[Measured] = []
