@@ -392,15 +392,15 @@ def test_a_jobs_yaml_read_as_plain_data_selects_what_omegaconf_selects(tmp_path)
     oracle is OmegaConf's load and select: floats without a dot, interpolations, absent keys."""
     from omegaconf import OmegaConf
 
-    from neuroscope.sweep.jobs import _load_plain, _select
+    from neuroscope.sweep.jobs import _load_yaml, _select
 
     path = tmp_path / "config.yaml"
     path.write_text("steps: 100\nlr: 1e-3\nbase: 0.5\nname: ${function.name}\nfunction:\n  name: sin\n"
                     "optimizer:\n  name: heavy_ball\n  momentum: ${base}\nquoted: '1e-3'\nflags: [1, 2.5e+2]\n")
-    plain, ours = _load_plain(path), OmegaConf.load(path)
+    plain, ours = _load_yaml(path, plain=True), OmegaConf.load(path)
     for key in ("steps", "lr", "name", "function.name", "quoted", "nothing", "function.nothing", "base"):
         assert _select(plain, key) == OmegaConf.select(ours, key, default=None), key
     assert _select(plain, "optimizer") == OmegaConf.to_container(OmegaConf.select(ours, "optimizer"), resolve=True)
     assert plain["flags"] == [1, 250.0] and isinstance(plain["lr"], float)
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
-    assert _load_plain(tmp_path / "bad.yaml") is None and _load_plain(tmp_path / "absent.yaml") is None
+    assert _load_yaml(tmp_path / "bad.yaml", plain=True) is None and _load_yaml(tmp_path / "absent.yaml", plain=True) is None

@@ -21,6 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .. import rundir as hist
+from ..plainyaml import load_yaml_plain, select_plain
 from ..config import OptimizerConfig, UserError
 from ..optimizers import build_rule
 from ..rundir import DIVERGED, FAILED, FINAL_COLUMNS, INTERRUPTED, MISSING
@@ -163,33 +164,24 @@ def _split_override(line: str) -> tuple[str, str]:
     return key.lstrip("+~"), value
 
 
-def _load_yaml(path: Path) -> Any:
+def _load_yaml(path: Path, *, plain: bool = False) -> Any:
+    """A YAML file of the sweep: a DictConfig, or with ``plain`` plain data (libyaml: a job's
+    files, read three per job; ``_select`` reads both); None when absent or unreadable."""
     if not path.exists():
         return None
     try:
-        return OmegaConf.load(path)
-    except Exception as e:
-        log.warning("cannot read %s (%s: %s)", path, type(e).__name__, e)
-        return None
-
-
-def _load_plain(path: Path) -> Any:
-    """A job's YAML file as plain data (``_select`` reads it); None when absent or unreadable."""
-    if not path.exists():
-        return None
-    try:
-        return hist.load_yaml_plain(path)
+        return load_yaml_plain(path) if plain else OmegaConf.load(path)
     except Exception as e:
         log.warning("cannot read %s (%s: %s)", path, type(e).__name__, e)
         return None
 
 
 def _select(cfg: Any, key: str) -> Any:
-    """``key`` (dotted) of a config or of plain data (``hist.select_plain``), None where it has none."""
+    """``key`` (dotted) of a config or of plain data (``select_plain``), None where it has none."""
     if cfg is None:
         return None
     if isinstance(cfg, (dict, list)):
-        return hist.select_plain(cfg, key)
+        return select_plain(cfg, key)
     return OmegaConf.select(cfg, key, default=None)
 
 
@@ -256,8 +248,8 @@ def _from_metrics(job: Job, folder: Path) -> None:
 
 
 def _read_job(folder: Path, launch: Optional[Launch]) -> Job:
-    hydra_yaml = _load_plain(folder / HYDRA_DIR / "hydra.yaml")
-    recorded = _load_plain(folder / HYDRA_DIR / "overrides.yaml")
+    hydra_yaml = _load_yaml(folder / HYDRA_DIR / "hydra.yaml", plain=True)
+    recorded = _load_yaml(folder / HYDRA_DIR / "overrides.yaml", plain=True)
     lines = [str(x) for x in recorded] if recorded is not None else (launch.overrides if launch else [])
     job = Job(num=_job_num(folder, hydra_yaml), name=folder.name, overrides=dict(_split_override(x) for x in lines),
               status=FAILED, run_dir=folder)
@@ -265,7 +257,7 @@ def _read_job(folder: Path, launch: Optional[Launch]) -> Job:
         summary = hist.read_summary(folder)
     except UserError as e:  # one damaged job must not stop the summary of the others
         summary, job.note = {}, str(e)
-    config = _load_plain(folder / hist.CONFIG_YAML)
+    config = _load_yaml(folder / hist.CONFIG_YAML, plain=True)
     if (folder / hist.METRICS_CSV).exists():
         try:
             job.metrics = hist.read_metrics_csv(folder / hist.METRICS_CSV)

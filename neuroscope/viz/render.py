@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..config import ConfigError, UserError, VideoFormat, VizConfig
-from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load, load_yaml_plain, select_plain, yaml_error
+from ..plainyaml import load_yaml_plain, select_plain, yaml_error
+from ..rundir import ANIMATION_GIF, ANIMATION_MP4, CONFIG_YAML, DASHBOARD_PNG, atomic_path, load
 from .dashboard import Dashboard
 from .spectrum import render_spectrum
 from .writers import save_png, write_gif, write_gif_pillow, write_mp4, write_mp4_halves
