@@ -189,3 +189,18 @@ def test_typed_values_too_close_for_their_labels_leave_some_unlabelled(tmp_path)
     labelled = [float(t.get_text()) for t in errors.get_xticklabels() if t.get_text()]
     assert 1.0 in labelled and 0.09 in labelled and len(labelled) < len(values)
     assert list(itertools.accumulate(labelled, max)) == labelled
+
+
+def test_a_64_job_sweep_gets_a_colour_bar_of_its_lrs_and_counts_of_how_jobs_ended(tmp_path):
+    from .test_pictures import _lr_grid_64
+
+    fig = sw.draw_sweep(sw.load_sweep(_lr_grid_64(tmp_path / "sw")))
+    bars = [ax for ax in fig.axes if "64 values" in ax.get_xlabel()]
+    assert len(bars) == 1
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in bars[0].get_xticklabels() if t.get_text()]
+    assert ticks[0] == "0.02" and ticks[-1] == "0.2" and 5 <= len(ticks) <= 9
+    entries = " | ".join(t.get_text() for leg in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+                         for t in leg.get_texts())
+    assert "finished: 61 jobs" in entries and "stopped early (failed, interrupted): 1" in entries and "diverged: 2" in entries
+    assert "lr=0.02:" not in entries  # no per-job entries: 64 do not fit beside a panel

@@ -59,6 +59,9 @@ def assert_readable(fig, drawn: DrawnTexts) -> None:
     texts = [(t.get_text(), t.get_window_extent(renderer)) for t in drawn.texts if id(t) not in inside]
     boxes = [(f"legend {[t.get_text() for t in leg.get_texts()][:2]}", leg.get_window_extent(renderer)) for leg in legends]
     problems = [f"{a!r} overlaps {b!r}" for (a, ba), (b, bb) in itertools.combinations(texts + boxes, 2) if _overlap(ba, bb)]
+    page = fig.bbox
+    problems += [f"{name!r} reaches outside the figure" for name, box in texts + boxes
+                 if box.x0 < page.x0 - SLACK or box.y0 < page.y0 - SLACK or box.x1 > page.x1 + SLACK or box.y1 > page.y1 + SLACK]
     notes = [(repr(t.get_text()), t.axes, t.get_window_extent(renderer)) for t in drawn.texts
              if t.axes is not None and t in t.axes.texts]
     covering = [(f"legend {[t.get_text() for t in leg.get_texts()][:2]}", leg.axes, leg.get_window_extent(renderer))
@@ -154,7 +157,17 @@ def _optuna_like(root: Path) -> Path:
     return root
 
 
-SWEEPS = {"grid_lr_x_3_seeds": _grid_with_seeds, "optuna_like_lr": _optuna_like}
+def _lr_grid_64(root: Path) -> Path:
+    """A 64-value lr grid (a batched sweep's size), two jobs diverged, one interrupted."""
+    lrs = [round(0.02 + 0.18 * i / 63, 5) for i in range(64)]
+    _write_multirun(root, ["lr=" + ",".join(map(str, lrs))])
+    for num, lr in enumerate(lrs):
+        status = "diverged" if num in (40, 63) else "interrupted" if num == 7 else "finished"
+        _write_job(root, f"{num}_lr={lr}", [f"lr={lr}"], lr=lr, status=status, sharp=1.5 / lr, loss_end=0.01 * lr)
+    return root
+
+
+SWEEPS = {"grid_lr_x_3_seeds": _grid_with_seeds, "optuna_like_lr": _optuna_like, "lr_grid_64": _lr_grid_64}
 
 
 @pytest.mark.parametrize("case", list(SWEEPS))

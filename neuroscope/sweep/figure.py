@@ -30,6 +30,7 @@ ERRORS = (("test_error", "o", "-", "test error (in the training box)"),
           ("gen_error", "s", "--", "generalization error (outside it)"))
 Limits = Optional[tuple[float, float]]
 LIGHTEST = 0.72  # of viridis: the lightest colour a job gets (contrast > 2:1 on white)
+MAX_ENTRIES = 20  # legend entries beside a panel (9 pt lines, a 10.2 in page); more: a colour bar of the x key
 
 
 def _fmt_value(value: Optional[str]) -> str:
@@ -369,6 +370,9 @@ def _seeds_label(same: Sequence[Job], layout: Layout) -> str:
 
 
 def _jobs_legend(ax: Any, jobs: Sequence[Job], layout: Layout) -> None:
+    """An entry per job (per x value over its seeds) beside ``ax``; more than MAX_ENTRIES do not
+    fit there: a numeric x key gets a colour bar instead (each job's numbers are in
+    summary.csv), another key its first entries and a count of the rest."""
     if layout.seeded:  # an entry per value of the x key, over its seeds
         groups = [same for _, same in seeds.seed_groups(jobs, [layout.xkey] if layout.xkey else [])]
         handles = [Line2D([], [], color=layout.color(same[0]), lw=2) for same in groups]
@@ -377,12 +381,54 @@ def _jobs_legend(ax: Any, jobs: Sequence[Job], layout: Layout) -> None:
         handles = [Line2D([], [], color=layout.color(j), lw=2, ls=_line_style(j) if j.status != MISSING else "none")
                    for j in jobs]
         labels = [_job_label(j, layout) for j in jobs]
+    title = f"{layout.xkey or 'job'}   (late λ: mean over the last 20% of the steps)"
+    if len(handles) > MAX_ENTRIES:
+        if layout.numeric:
+            _colour_bar(ax, layout)
+            handles, labels, title = _status_entries(jobs), [], "each job's late λ and errors: summary.csv"
+            labels = [h.get_label() for h in handles]
+        else:
+            more = len(handles) - (MAX_ENTRIES - 1)
+            handles, labels = handles[: MAX_ENTRIES - 1], labels[: MAX_ENTRIES - 1]
+            handles.append(Line2D([], [], ls="none"))
+            labels.append(f"... and {more} more (summary.csv)")
     if any(j.status == DIVERGED for j in jobs):
         handles.append(Line2D([], [], color=COLORS["diverged"], marker="x", ls="none", ms=8, mew=2))
         labels.append("where a run diverged\n(off-scale values drawn at the edge)")
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.03, 1.0), fontsize=9, frameon=False,
-              title=f"{layout.xkey or 'job'}   (late λ: mean over the last 20% of the steps)", title_fontsize=9,
-              alignment="left")
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.03 if len(handles) <= MAX_ENTRIES + 1 else 1.0, 1.0),
+              fontsize=9, frameon=False, title=title, title_fontsize=9, alignment="left")
+
+
+def _colour_bar(ax: Any, layout: Layout) -> None:
+    """The x key's values as a colour bar below ``ax``: one band per value, in the jobs' colours;
+    at most 9 labelled, evenly spaced, first and last included."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    n = len(layout.distinct)
+    colours = [to_hex(mpl.colormaps["viridis"](LIGHTEST * i / max(n - 1, 1))) for i in range(n)]
+    mappable = ScalarMappable(BoundaryNorm(np.arange(n + 1) - 0.5, n), ListedColormap(colours))
+    bar = ax.figure.colorbar(mappable, ax=ax, location="bottom", fraction=0.05, pad=0.12, aspect=40)
+    ticks = sorted(set(np.linspace(0, n - 1, min(n, 9)).round().astype(int).tolist()))
+    bar.set_ticks(ticks, labels=[_fmt_value(layout.distinct[i]) for i in ticks])
+    bar.ax.tick_params(labelsize=8)
+    bar.set_label(f"{layout.xkey}: the colour of each job's curves ({n} values)", fontsize=9)
+
+
+def _status_entries(jobs: Sequence[Job]) -> list[Line2D]:
+    """With a colour bar in place of the jobs' entries: what each line style means, and how many jobs ended how."""
+    counts: dict[str, int] = {}
+    for j in jobs:
+        counts[j.status] = counts.get(j.status, 0) + 1
+    entries = [Line2D([], [], color="0.4", lw=2, label=f"finished: {counts.get(FINISHED, 0)} jobs")]
+    stopped = sum(counts.get(s, 0) for s in STOPPED_EARLY)
+    if stopped:
+        entries.append(Line2D([], [], color="0.4", lw=2, ls=":", label=f"stopped early (failed, interrupted): {stopped}"))
+    if counts.get(DIVERGED):
+        entries.append(Line2D([], [], color="0.4", lw=2, label=f"diverged: {counts[DIVERGED]}"))
+    if counts.get(MISSING):
+        entries.append(Line2D([], [], ls="none", label=f"missing: {counts[MISSING]}"))
+    return entries
 
 
 def _new_figure(layout: Layout) -> tuple[Figure, np.ndarray, list[Any]]:
