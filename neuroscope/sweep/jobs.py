@@ -110,9 +110,9 @@ def read_launches(sweep_dir: str | os.PathLike) -> dict[int, Launch]:
     callback."""
     launches = {}
     for path in sorted((Path(sweep_dir) / LAUNCHES_DIR).glob("*.yaml")):
-        record = _load_yaml(path)
+        record = _load_yaml(path, plain=True)
         try:
-            launch = Launch(num=int(record.num), folder=str(record.folder), overrides=[str(o) for o in record.overrides])
+            launch = Launch(num=int(record["num"]), folder=str(record["folder"]), overrides=[str(o) for o in record["overrides"]])
         except Exception as e:  # an unreadable record is one job less to report missing
             log.warning("ignoring the launch record %s (%s: %s)", path, type(e).__name__, e)
             continue
@@ -248,16 +248,18 @@ def _from_metrics(job: Job, folder: Path) -> None:
 
 
 def _read_job(folder: Path, launch: Optional[Launch]) -> Job:
-    hydra_yaml = _load_yaml(folder / HYDRA_DIR / "hydra.yaml", plain=True)
+    # the job's number: its launch record's, when that names this folder; else its hydra.yaml's
+    known = launch is not None and launch.folder == folder.name
+    num = launch.num if known else _job_num(folder, _load_yaml(folder / HYDRA_DIR / "hydra.yaml", plain=True))
     recorded = _load_yaml(folder / HYDRA_DIR / "overrides.yaml", plain=True)
     lines = [str(x) for x in recorded] if recorded is not None else (launch.overrides if launch else [])
-    job = Job(num=_job_num(folder, hydra_yaml), name=folder.name, overrides=dict(_split_override(x) for x in lines),
-              status=FAILED, run_dir=folder)
+    job = Job(num=num, name=folder.name, overrides=dict(_split_override(x) for x in lines), status=FAILED, run_dir=folder)
     try:
         summary = hist.read_summary(folder)
     except UserError as e:  # one damaged job must not stop the summary of the others
         summary, job.note = {}, str(e)
-    config = _load_yaml(folder / hist.CONFIG_YAML, plain=True)
+    # the config only for what the summary does not say (a job that did not finish)
+    config = None if all(k in summary for k in ("lr", "steps", "edge")) else _load_yaml(folder / hist.CONFIG_YAML, plain=True)
     if (folder / hist.METRICS_CSV).exists():
         try:
             job.metrics = hist.read_metrics_csv(folder / hist.METRICS_CSV)
