@@ -86,6 +86,31 @@ def test_render_many_in_this_process_when_asked(tmp_path, monkeypatch):
     assert render_module.render_many([], workers=0) == []
 
 
+def _fake_proc(root: Path, loadavg: str, thread_states: str) -> str:
+    """A /proc with its load figures and this process's threads in the given states (R running, S asleep)."""
+    root.mkdir(parents=True)
+    (root / "loadavg").write_text(loadavg)
+    for i, state in enumerate(thread_states):
+        task = root / "self" / "task" / str(100 + i)
+        task.mkdir(parents=True)
+        task.joinpath("stat").write_text(f"{100 + i} (pt_main (thread)) {state} 1 2 3\n")
+    return str(root)
+
+
+def test_idle_cores_are_counted_now_not_by_the_last_minutes_load(tmp_path, monkeypatch):
+    """Just after this process trained on both cores the one-minute load reads 2.0 on an idle
+    machine: the running tasks now decide (here: only this process's own thread runs)."""
+    monkeypatch.setattr(render_module, "_usable_cores", lambda: 2)
+    just_trained = _fake_proc(tmp_path / "a", "2.00 1.10 0.50 1/312 999\n", "RSS")
+    assert render_module._running_elsewhere(just_trained, gap=0) == 0
+    assert render_module._idle_cores(just_trained) == 1
+    other_busy = _fake_proc(tmp_path / "b", "0.10 0.10 0.10 2/312 999\n", "RS")
+    assert render_module._running_elsewhere(other_busy, gap=0) == 1
+    assert render_module._idle_cores(other_busy) == 0
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))  # no /proc: the load average
+    assert render_module._idle_cores(str(tmp_path / "none")) == 1
+
+
 # ----------------------------------------------------------------------------- MP4 halves
 
 

@@ -7,6 +7,7 @@ Tests force the MP4 failure path by monkeypatching ``write_mp4`` in this module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import time
@@ -303,16 +304,40 @@ def _forget_fonts() -> None:
     _LAST.clear()
 
 
-def _idle_cores() -> int:
-    """The cores this process may use besides its own that nothing else keeps busy, by the
-    one-minute load average less this process's own share (every core where the platform has
-    no load average): on a busy machine a second process only competes with the first."""
+def _idle_cores(proc: str = "/proc") -> int:
+    """The cores this process may use besides its own that nothing else keeps busy now: the
+    tasks running elsewhere (``_running_elsewhere``), else the one-minute load average less one
+    (this process). The load average is a minute late: after this process trained on two
+    threads it reads 2 on an idle machine, and the dashboards would be drawn one at a time."""
     cores = _usable_cores()
-    try:
-        others = max(os.getloadavg()[0] - 1.0, 0.0)
-    except (AttributeError, OSError):
-        others = 0.0
+    others = _running_elsewhere(proc)
+    if others is None:
+        try:
+            others = max(os.getloadavg()[0] - 1.0, 0.0)
+        except (AttributeError, OSError):
+            others = 0.0
     return max(0, min(cores - 1, int(cores - 1 - others + 0.5)))
+
+
+def _running_elsewhere(proc: str = "/proc", samples: int = 5, gap: float = 0.004) -> Optional[float]:
+    """How many tasks of other processes are running, on average over ``samples`` looks at
+    Linux's count of running tasks (/proc/loadavg) less this process's running threads; None
+    where there is no /proc."""
+    total = 0
+    try:
+        for i in range(samples):
+            running = int(Path(proc, "loadavg").read_text().split()[3].split("/")[0])
+            own = 0
+            for task in os.scandir(Path(proc, "self", "task")):
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    stat = Path(task.path, "stat").read_text()
+                    own += stat[stat.rindex(")") + 2] == "R"
+            total += max(running - own, 0)
+            if i < samples - 1:
+                time.sleep(gap)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / samples
 
 
 def _halves_in_parallel() -> bool:
