@@ -3,8 +3,10 @@
 launchers, N = 1, 4, 16, 64, 256; 1000 steps, curvature.every=10, viz.format=none.
 
 Printed per N and launcher: the command's wall time (start-up, composing, training, saving,
-dashboard.png per job, summary), µs per model-step (wall / (N x steps)), each launcher's time
-against batched's at the same N, and the peak memory (RSS) of the command. The launchers of
+dashboard.png per job, summary), µs per model-step of the whole command (wall / (N x steps))
+and of the training loops alone (each job's summary.json train_seconds, which an ensemble's
+members share: the sum over jobs of train_seconds / ensemble_members, over N x steps), each
+launcher's time against batched's at the same N, and the peak memory (RSS) of the command. The launchers of
 one N run back to back, so the ratios compare like with like on a loaded machine.
 
     python benchmarks/bench_sweep.py                 # N = 1 4 16 64 256 (basic/joblib up to 64)
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -42,6 +45,7 @@ class Measured:
     peak_rss: int  # bytes, the command's largest process (its children included once waited)
     ok: bool
     tail: str = ""
+    loop_seconds: float = float("nan")  # the training loops' time, each ensemble counted once
 
 
 def lrs(n: int) -> list[str]:
@@ -69,15 +73,29 @@ def measure(launcher: str, n: int, steps: int, extra: list[str], root: Path) -> 
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         tail = log.read()[-2000:]
+    loops = loop_seconds(sweep_dir)
     shutil.rmtree(sweep_dir, ignore_errors=True)
-    return Measured(launcher, n, seconds, usage.ru_maxrss * 1024, proc.returncode == 0, tail)
+    return Measured(launcher, n, seconds, usage.ru_maxrss * 1024, proc.returncode == 0, tail, loops)
+
+
+def loop_seconds(sweep_dir: Path) -> float:
+    """The training loops' seconds of a sweep: train_seconds / ensemble_members summed over its jobs."""
+    total = 0.0
+    for path in sweep_dir.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        total += summary["train_seconds"] / summary.get("ensemble_members", 1)
+    return total
 
 
 def row(m: Measured, steps: int, batched: Optional[Measured]) -> str:
     per_step = m.seconds / (m.n * steps) * 1e6
+    per_loop_step = m.loop_seconds / (m.n * (steps + 1)) * 1e6  # a run of `steps` steps records steps + 1 rows
     ratio = f"{m.seconds / batched.seconds:>8.2f}x" if batched and batched.ok and m.ok else f"{'':>9}"
+    loop_ratio = (f"{m.loop_seconds / batched.loop_seconds:>8.2f}x" if batched and batched.ok and m.ok and batched.loop_seconds > 0
+                  else f"{'':>9}")
     state = "" if m.ok else "  FAILED: " + " | ".join(m.tail.strip().splitlines()[-3:])
-    return f"{m.n:>6} {m.launcher:<8}{m.seconds:>10.1f}{per_step:>12.1f}{ratio}{m.peak_rss / 2**20:>11.0f}{state}"
+    return (f"{m.n:>6} {m.launcher:<8}{m.seconds:>10.1f}{per_step:>12.1f}{ratio}{per_loop_step:>12.1f}{loop_ratio}"
+            f"{m.peak_rss / 2**20:>11.0f}{state}")
 
 
 def arguments() -> argparse.Namespace:
@@ -102,7 +120,8 @@ def main() -> None:
     args = arguments()
     print(f"lr sweeps of the default problem, {args.steps} steps, curvature.every=10, viz.format=none, device.threads auto"
           f"{', overrides: ' + ' '.join(args.overrides) if args.overrides else ''}; whole commands, one after another")
-    print(f"{'N':>6} {'launcher':<8}{'seconds':>10}{'µs/m-step':>12}{'vs batch':>9}{'peak MiB':>11}")
+    print(f"{'':>15}{'whole command':>31}{'training loops':>21}")
+    print(f"{'N':>6} {'launcher':<8}{'seconds':>10}{'µs/m-step':>12}{'vs batch':>9}{'µs/m-step':>12}{'vs batch':>9}{'peak MiB':>11}")
     results: list[Measured] = []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         for n in args.sizes:

@@ -234,7 +234,8 @@ def _finish(config: Config, group: GroupSetup, e: int, run_dir: Path, status: st
             render: bool) -> RunResult:
     """Member ``e``'s summary and files (its pictures come after every member's): what ``run.run`` does after training."""
     setup = group.member(e)
-    summary = make_summary(config, history, status, state, device=setup.device, n_params=setup.n_params)
+    summary = make_summary(config, history, status, state, device=setup.device, n_params=setup.n_params,
+                           members=group.model.members)
     if src is not None:
         summary["resumed_from"] = str(src)
     summary["render"] = "pending" if render else "off"

@@ -22,9 +22,12 @@ log = logging.getLogger("neuroscope")
 
 
 def make_summary(
-    config: Config, history: hist.History, status: str, state: TrainState, *, device: torch.device, n_params: int
+    config: Config, history: hist.History, status: str, state: TrainState, *, device: torch.device, n_params: int,
+    members: int = 1,
 ) -> dict[str, Any]:
-    """The contents of summary.json (the run adds wall_seconds and resumed_from)."""
+    """The contents of summary.json (the run adds wall_seconds and resumed_from). ``members``:
+    how many runs trained in one ensemble with this one (1: alone); its train_seconds is that
+    ensemble's loop time, shared by all of them."""
     m = history.metrics
     steps_done = int(m["step"][-1]) if len(m["step"]) else 0
     edge = edge_entries(config)
@@ -54,6 +57,7 @@ def make_summary(
         "reference": reference_cost(m),
         "nonfinite": dict(state.nonfinite),
         "train_seconds": state.train_seconds,
+        "ensemble_members": members,
         "environment": environment(device, config),
     }
 

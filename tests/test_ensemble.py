@@ -188,3 +188,7 @@ def test_every_member_folder_is_rendered_and_summarised_like_a_single_run(tmp_pa
     names = {p.relative_to(results[1].run_dir) for p in results[1].run_dir.rglob("*")}
     assert names == {p.relative_to(single.run_dir) for p in single.run_dir.rglob("*")}
     assert set(read_summary(results[1].run_dir)) == set(read_summary(single.run_dir))
+    # train_seconds is the ensemble's loop, shared: the summary says by how many runs
+    assert [read_summary(r.run_dir)["ensemble_members"] for r in results] == [2, 2]
+    assert read_summary(single.run_dir)["ensemble_members"] == 1
+    assert read_summary(results[0].run_dir)["train_seconds"] == read_summary(results[1].run_dir)["train_seconds"]
