@@ -125,6 +125,12 @@ def check_group(configs: Sequence[Config], run_dirs: Sequence[Path]) -> None:
             )
 
 
+FLUSH_EVERY = {"cuda": 10}
+"""Steps whose numbers stay on the device between reads (``TrainSettings.flush_every``): on
+CUDA a step's numbers are not read back one by one, which would wait for the GPU every step;
+on the CPU reading them costs nothing, so each step is recorded as it is computed."""
+
+
 def train_group(
     cfgs: Sequence[DictConfig | Config], run_dirs: Sequence[str | os.PathLike], *, render: bool = True,
     progress: Optional[bool] = None, overrides: Sequence[str] = (), configs_written: bool = False,
@@ -200,6 +206,7 @@ def _train(
         frame_steps=[frame_schedule(c.steps, c.viz.frames) for c in configs],
         curvature_every=int(first.curvature.every), checkpoint_every=int(first.checkpoint.every),
         diverge_above=[float(c.diverge_above) for c in configs],
+        flush_every=FLUSH_EVERY.get(group.member(0).device.type, 1),
     )
     # a resumed run continues the rows continue_run copied (those below state.step)
     writers = [hist.MetricsWriter(d / hist.METRICS_CSV, columns, append=st.step > 0) for d, st in zip(run_dirs, states)]

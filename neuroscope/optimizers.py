@@ -55,7 +55,9 @@ class UpdateRule(ABC):
 
     @abstractmethod
     def step(self, flat_grad: "Tensor", lr: float) -> Optional["Tensor"]:
-        """The momentum term m of Δθ = −lr·∇L + m at ∇L = ``flat_grad``; advances the state."""
+        """The momentum term m of Δθ = −lr·∇L + m at ∇L = ``flat_grad``; advances the state by
+        assigning new tensors to its attributes, never changing one in place (the trainer keeps
+        the attributes of earlier steps to go back to: ``TrainSettings.flush_every``)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

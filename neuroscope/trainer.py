@@ -89,6 +89,7 @@ class TrainSettings:
     curvature_every: int = 0  # measure the sharpness every N steps; 0 = never
     checkpoint_every: int = 0  # hand the state to ``on_checkpoint`` every N steps; 0 = never
     diverge_above: float | Sequence[float] = 1e10
+    flush_every: int = 1  # read a step's numbers back from the device every N steps (1: every step; see Trainer)
 
     def per_member(self, name: str, members: int) -> list[float]:
         value = getattr(self, name)
@@ -105,7 +106,13 @@ class Trainer:
     each member has its own lr, metrics rows (``writer``: one MetricsWriter per member, or one
     for an ensemble of one), TrainState and divergence. ``tracker`` (given when
     ``settings.curvature_every > 0``) measures every member's top eigenpairs; ``survey`` (a
-    CurvatureSurvey) and ``reference`` are one run's (E = 1)."""
+    CurvatureSurvey) and ``reference`` are one run's (E = 1).
+
+    With ``settings.flush_every`` = N > 1 (CUDA: no host sync per step) a step that needs
+    nothing on the host (no curvature, frame, checkpoint, survey, reference or live view, not
+    the last) keeps its numbers on the device and freezes a diverging member there; every N
+    steps, and before any other step, the kept numbers are read back at once and recorded
+    exactly as step by step: the same rows, the same divergence step."""
 
     model: nn.Module
     problem: Problem
@@ -142,6 +149,9 @@ class Trainer:
         p = self.problem
         self._eval_x = torch.cat([p.test_x, p.gen_x])  # one forward for the test and generalization errors
         self._eval_y = [(p.test_y, _square_sum(p.test_y)), (p.gen_y, _square_sum(p.gen_y))]
+        self._limits = torch.tensor(self.limits, dtype=torch.float64, device=like.device)
+        self._pending: list[tuple[int, Tensor, dict[str, Any]]] = []  # deferred steps: (step, numbers, rule state before)
+        self._term_names: list[str] = []
 
     # The objective as a pure function of the parameter tensors (what curvature differentiates):
     # the sum of the members' losses, whose Hessian is block-diagonal, one block per member.
@@ -179,8 +189,25 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(total=s.steps + 1, initial=first, desc="training", unit="step", dynamic_ncols=True,
                    mininterval=0.25, disable=not self.progress)
+        self._active = torch.ones(self.members, dtype=torch.bool, device=self._lr.device)
         try:
             for step in range(first, s.steps + 1):
+                if self._deferrable(step):
+                    self._update(self._step_deferred(step), self.rule.step(self._flat, self._lr.view(-1, 1)), self._active)
+                    bar.update(1)
+                    stop = self.should_stop()
+                    if stop or len(self._pending) >= s.flush_every:
+                        self._flush(states, statuses)
+                    if not any(self.active):
+                        break
+                    if stop:
+                        statuses = [INTERRUPTED if a else st for a, st in zip(self.active, statuses)]
+                        log.warning("interrupted after step %d of %d: saving what was recorded", step, s.steps)
+                        break
+                    continue
+                self._flush(states, statuses)
+                if not any(self.active):
+                    break
                 rows, grads, momentum = self._step_rows(step, states, statuses)
                 if not any(self.active):
                     break
@@ -201,6 +228,12 @@ class Trainer:
                     break
         finally:
             bar.close()
+            if self._pending:  # an error mid-window: the rows computed before it are still recorded
+                try:
+                    self._flush(states, statuses)
+                except Exception as e:
+                    log.warning("the last %d steps' numbers could not be read back (%s: %s)", len(self._pending), type(e).__name__, e)
+                    self._pending.clear()
             for w in self.writers:
                 w.flush()
             elapsed = time.perf_counter() - started
@@ -212,37 +245,84 @@ class Trainer:
     def _step_rows(self, step: int, states: list[TrainState], statuses: list[str]) -> tuple[list[dict], Any, Optional[Tensor]]:
         """Measure theta_step, record each active member's row (a diverging member's last one,
         freezing it) and return the rows, the gradients and the momentum term of the update."""
-        s, p = self.settings, self.problem
-        losses, terms = self.objective(self.model, self.params)  # loss_fn's function, minus functional_call's overhead
+        s = self.settings
         measure = self.tracker is not None and step % s.curvature_every == 0
-        # materialize: a parameter the objective ignores (e.g. the last bias under a pure
-        # u''=f residual) gets a zero gradient, not None
-        grads = torch.autograd.grad(losses.sum(), self.params, create_graph=measure, materialize_grads=True)
-        with torch.no_grad():
-            flat = torch.cat([g.detach().reshape(self.members, -1) for g in grads], dim=1)
-            pred = self.model(self._eval_x)
-            n_test = len(p.test_x)
-            (test, gen) = (_errors(part, y, ssq) for part, (y, ssq) in zip((pred[:, :n_test], pred[:, n_test:]), self._eval_y))
-            values = [losses, *terms.values(), test[0], gen[0], test[1], gen[1], _norm(flat)]
-            numbers = torch.stack([v.detach().to(torch.float64).reshape(self.members) for v in values], dim=1).tolist()
-        rows: dict[int, dict[str, float]] = {}
-        for e in range(self.members):
-            if not self.active[e]:
-                continue
-            if not math.isfinite(numbers[e][0]) or numbers[e][0] > self.limits[e]:
-                self._diverged(states[e], e, step, numbers[e][: 1 + len(terms)], list(terms))
-                self.active[e], statuses[e] = False, DIVERGED
-            else:
-                rows[e] = self._row(step, numbers[e], list(terms))
+        grads, numbers = self._numbers(create_graph=measure)
+        rows = self._rows(step, numbers.tolist(), states, statuses)
         if not rows:
             return [], grads, None
-        momentum = self.rule.step(flat, self._lr.view(-1, 1)) if step < s.steps else None
-        self._extra_columns(rows, step, grads, flat, momentum, measure)
+        momentum = self.rule.step(self._flat, self._lr.view(-1, 1)) if step < s.steps else None
+        self._extra_columns(rows, step, grads, self._flat, momentum, measure)
         if step in self.any_frame:
             self._keep_frames({e: states[e] for e in rows if step in self.frames[e]}, step)
         for e, row in rows.items():
             self._record(states[e], e, row)
         return list(rows.values()), grads, momentum
+
+    def _numbers(self, create_graph: bool = False) -> tuple[Sequence[Tensor], Tensor]:
+        """The gradients at theta and the row numbers of every member, (E, columns) in float64 on
+        the device: loss, terms, test and generalization errors and relative L2s, gradient norm;
+        the flat gradients (E, P) kept in ``self._flat``."""
+        losses, terms = self.objective(self.model, self.params)  # loss_fn's function, minus functional_call's overhead
+        self._term_names = list(terms)
+        # materialize: a parameter the objective ignores (e.g. the last bias under a pure
+        # u''=f residual) gets a zero gradient, not None
+        grads = torch.autograd.grad(losses.sum(), self.params, create_graph=create_graph, materialize_grads=True)
+        p = self.problem
+        with torch.no_grad():
+            self._flat = torch.cat([g.detach().reshape(self.members, -1) for g in grads], dim=1)
+            pred = self.model(self._eval_x)
+            n_test = len(p.test_x)
+            (test, gen) = (_errors(part, y, ssq) for part, (y, ssq) in zip((pred[:, :n_test], pred[:, n_test:]), self._eval_y))
+            values = [losses, *terms.values(), test[0], gen[0], test[1], gen[1], _norm(self._flat)]
+            numbers = torch.stack([v.detach().to(torch.float64).reshape(self.members) for v in values], dim=1)
+        return grads, numbers
+
+    def _rows(self, step: int, numbers: list[list[float]], states: list[TrainState], statuses: list[str]) -> dict[int, dict[str, float]]:
+        """The rows of the members still training at ``step``; a member whose loss is not finite
+        or above its limit has its last row recorded here and is frozen."""
+        names = self._term_names
+        rows: dict[int, dict[str, float]] = {}
+        for e in range(self.members):
+            if not self.active[e]:
+                continue
+            if not math.isfinite(numbers[e][0]) or numbers[e][0] > self.limits[e]:
+                self._diverged(states[e], e, step, numbers[e][: 1 + len(names)], names)
+                self.active[e], statuses[e] = False, DIVERGED
+            else:
+                rows[e] = self._row(step, numbers[e], names)
+        return rows
+
+    def _deferrable(self, step: int) -> bool:
+        """Whether ``step`` may keep its numbers on the device (``flush_every``)."""
+        s = self.settings
+        return (s.flush_every > 1 and step < s.steps and step not in self.any_frame and self.survey is None
+                and self.reference is None and self.on_frame is None
+                and not (self.tracker is not None and step % s.curvature_every == 0)
+                and not (s.checkpoint_every and (step + 1) % s.checkpoint_every == 0))
+
+    def _step_deferred(self, step: int) -> Sequence[Tensor]:
+        """A step whose numbers stay on the device: a member whose loss diverges is frozen by
+        ``self._active`` (the update skips it), and the host learns of it at the next flush."""
+        grads, numbers = self._numbers()
+        loss = numbers[:, 0]
+        self._active &= torch.isfinite(loss) & ~(loss > self._limits)
+        self._pending.append((step, numbers, dict(vars(self.rule))))  # the rule's state before its step
+        return grads
+
+    def _flush(self, states: list[TrainState], statuses: list[str]) -> None:
+        """Record the deferred steps' rows, read back in one transfer, as step by step; where every
+        member had diverged, the update rule goes back to its state at that step."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        for (step, _, rule_before), numbers in zip(pending, torch.stack([n for _, n, _ in pending]).tolist()):
+            for e, row in self._rows(step, numbers, states, statuses).items():
+                self._record(states[e], e, row)
+            if not any(self.active):  # the loop would have stopped here, before this step's update
+                vars(self.rule).update(rule_before)
+                break
+        self._active = torch.tensor(self.active, dtype=torch.bool, device=self._lr.device)
 
     def _row(self, step: int, numbers: list[float], term_names: list[str]) -> dict[str, float]:
         row: dict[str, float] = {"step": step, "loss": numbers[0]}
@@ -288,12 +368,14 @@ class Trainer:
         states[0].survey = self.survey.state_dict() if self.survey is not None else {}
         states[0].reference = self.reference.state_dict() if self.reference is not None else {}
 
-    def _update(self, grads: Sequence[Tensor], momentum: Optional[Tensor]) -> None:
+    def _update(self, grads: Sequence[Tensor], momentum: Optional[Tensor], keep: Optional[Tensor] = None) -> None:
         """theta <- theta - lr * grad (+ the rule's momentum term), in place, one op per parameter;
-        a frozen (diverged) member keeps its parameters."""
+        a frozen (diverged) member keeps its parameters (``keep``: the members that move, on the
+        device; default: ``self.active``)."""
         parts = [None] * len(self.params) if momentum is None else torch.split(momentum, self._sizes, dim=1)
-        frozen = not all(self.active)
-        keep = torch.tensor(self.active, device=self._lr.device) if frozen else None
+        frozen = keep is not None or not all(self.active)
+        if keep is None and frozen:
+            keep = torch.tensor(self.active, device=self._lr.device)
         with torch.no_grad():
             for q, g, lr, m in zip(self.params, grads, self._lr_views, parts):
                 if not frozen:

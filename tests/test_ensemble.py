@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 import signal
 
 import numpy as np
@@ -192,3 +193,92 @@ def test_every_member_folder_is_rendered_and_summarised_like_a_single_run(tmp_pa
     assert [read_summary(r.run_dir)["ensemble_members"] for r in results] == [2, 2]
     assert read_summary(single.run_dir)["ensemble_members"] == 1
     assert read_summary(results[0].run_dir)["train_seconds"] == read_summary(results[1].run_dir)["train_seconds"]
+
+
+# ------------------------------------------------------------------ numbers read back every few steps (CUDA)
+
+
+def _flushed(cfgs, root, monkeypatch, every: int, **kw):
+    from neuroscope import ensemble
+
+    monkeypatch.setattr(ensemble, "FLUSH_EVERY", {"cpu": every})
+    return grouped(cfgs, root, **kw)
+
+
+def _same_files(a, b):
+    assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+    sa, sb = read_summary(a), read_summary(b)
+    for key in ("wall_seconds", "train_seconds"):
+        sa.pop(key), sb.pop(key)
+    assert sa == sb
+    ca, cb = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (a, b))
+    assert ca["metrics_bytes"] == cb["metrics_bytes"] == (a / "metrics.csv").stat().st_size
+    for key in ("model", "state", "status"):
+        _assert_nested_equal(ca[key], cb[key])
+
+
+def _assert_nested_equal(x, y, where=""):
+    if isinstance(x, Mapping):
+        assert set(x) == set(y), where
+        for k in x:
+            if k != "train_seconds":
+                _assert_nested_equal(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, torch.Tensor):
+        assert x.shape == y.shape and x.dtype == y.dtype and torch.equal(x.isnan(), y.isnan()), where
+        assert torch.equal(x.nan_to_num(0.0), y.nan_to_num(0.0)), where  # bit for bit, NaN where NaN
+    elif isinstance(x, (list, tuple)) and x and isinstance(x[0], (torch.Tensor, np.ndarray)):
+        assert len(x) == len(y) and all(np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(x, y)), where
+    else:
+        assert x == y or (x != x and y != y), where
+
+
+def test_numbers_read_back_every_7_steps_leave_the_bytes_of_step_by_step(tmp_path, monkeypatch):
+    """A diverging member among finishing ones, curvature every 3 steps, frames and a
+    checkpoint every 5: reading the numbers back in windows changes no byte of any file."""
+    cfgs = members(["lr=0.1"], ["lr=30", "seed=5"], ["lr=0.2", "seed=2", "viz.frames=4"],
+                   common=["steps=40", "curvature.every=9", "checkpoint.every=11", "viz.frames=7"])
+    sync = _flushed(cfgs, tmp_path / "sync", monkeypatch, 1)
+    windowed = _flushed(cfgs, tmp_path / "windowed", monkeypatch, 7)
+    assert [r.status for r in windowed] == ["finished", "diverged", "finished"]
+    for a, b in zip(sync, windowed):
+        _same_files(a.run_dir, b.run_dir)
+        assert np.array_equal(a.history.frame_pred, b.history.frame_pred) and a.history.frame_steps.tolist() == b.history.frame_steps.tolist()
+
+
+def test_a_momentum_group_diverging_inside_a_window_keeps_the_velocity_of_its_last_step(tmp_path, monkeypatch):
+    """Every member diverges between two reads: the loop stops where step by step it would have,
+    and the update rule's state is the one it had there (not advanced by the later steps)."""
+    cfgs = members(["lr=20"], ["lr=30", "seed=1"], common=["optimizer=heavy_ball", "optimizer.momentum=0.5", "steps=60",
+                                                              "curvature.every=0"])
+    sync = _flushed(cfgs, tmp_path / "sync", monkeypatch, 1)
+    windowed = _flushed(cfgs, tmp_path / "windowed", monkeypatch, 50)
+    assert [r.status for r in sync] == [r.status for r in windowed] == ["diverged", "diverged"]
+    assert read_summary(sync[0].run_dir)["diverged_at_step"] < 49  # inside the first window
+    for a, b in zip(sync, windowed):
+        _same_files(a.run_dir, b.run_dir)
+
+
+def test_a_signal_inside_a_window_saves_the_steps_done_so_far(tmp_path, monkeypatch):
+    from neuroscope import trainer as trainer_mod
+
+    cfgs = members(["lr=0.05"], ["lr=0.1", "seed=3"], common=["steps=30", "curvature.every=0"])
+    update = trainer_mod.Trainer._update
+
+    def signal_at(n):
+        calls = []
+
+        def update_then_signal(self, grads, momentum, keep=None):
+            update(self, grads, momentum, keep)
+            calls.append(1)
+            if len(calls) == n:
+                os.kill(os.getpid(), signal.SIGINT)
+        return update_then_signal
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_update", signal_at(12))
+    sync = _flushed(cfgs, tmp_path / "sync", monkeypatch, 1)
+    monkeypatch.setattr(trainer_mod.Trainer, "_update", signal_at(12))
+    windowed = _flushed(cfgs, tmp_path / "windowed", monkeypatch, 8)
+    assert [r.status for r in windowed] == ["interrupted", "interrupted"]
+    for a, b in zip(sync, windowed):
+        assert read_summary(b.run_dir)["steps_done"] == 11
+        _same_files(a.run_dir, b.run_dir)
